@@ -1,0 +1,71 @@
+// CPU attribute interpolation with the barycentrics of a rasterized image.
+#include "flamekit/cpu_kernels.h"
+
+namespace flamekit {
+namespace cpu {
+
+template <typename T>
+void interpolate_forward(const T* attr, bool attr_batched, const T* rast, const int32_t* tri,
+                         int V, int C, int HW, T* out, int64_t begin, int64_t end) {
+  for (int64_t p = begin; p < end; ++p) {
+    T* o = out + p * C;
+    const T* r = rast + p * 4;
+    const int t = int(r[3]);
+    if (t == 0) {
+      for (int c = 0; c < C; ++c) o[c] = T(0);
+      continue;
+    }
+    const T b0 = r[0], b1 = r[1], b2 = T(1) - b0 - b1;
+    const T* a = attr + (attr_batched ? (p / HW) * int64_t(V) * C : 0);
+    const int32_t* vi = tri + int64_t(t - 1) * 3;
+    const T* a0 = a + int64_t(vi[0]) * C;
+    const T* a1 = a + int64_t(vi[1]) * C;
+    const T* a2 = a + int64_t(vi[2]) * C;
+    for (int c = 0; c < C; ++c) o[c] = (b0 * a0[c] + b1 * a1[c]) + b2 * a2[c];
+  }
+}
+
+template <typename T>
+void interpolate_backward(const T* attr, bool attr_batched, const T* rast, const int32_t* tri,
+                          const T* grad_out, int V, int C, int HW, T* grad_attr, T* grad_rast,
+                          int64_t begin, int64_t end) {
+  for (int64_t p = begin; p < end; ++p) {
+    const T* r = rast + p * 4;
+    T* gr = grad_rast + p * 4;
+    gr[0] = gr[1] = gr[2] = gr[3] = T(0);
+    const int t = int(r[3]);
+    if (t == 0) continue;
+    const T b0 = r[0], b1 = r[1], b2 = T(1) - b0 - b1;
+    const int64_t offset = attr_batched ? (p / HW) * int64_t(V) * C : 0;
+    const int32_t* vi = tri + int64_t(t - 1) * 3;
+    const T* a0 = attr + offset + int64_t(vi[0]) * C;
+    const T* a1 = attr + offset + int64_t(vi[1]) * C;
+    const T* a2 = attr + offset + int64_t(vi[2]) * C;
+    T* g0 = grad_attr + offset + int64_t(vi[0]) * C;
+    T* g1 = grad_attr + offset + int64_t(vi[1]) * C;
+    T* g2 = grad_attr + offset + int64_t(vi[2]) * C;
+    const T* g = grad_out + p * C;
+    T gb0 = T(0), gb1 = T(0);
+    for (int c = 0; c < C; ++c) {
+      g0[c] += b0 * g[c];
+      g1[c] += b1 * g[c];
+      g2[c] += b2 * g[c];
+      gb0 += g[c] * (a0[c] - a2[c]);
+      gb1 += g[c] * (a1[c] - a2[c]);
+    }
+    gr[0] = gb0;
+    gr[1] = gb1;
+  }
+}
+
+#define FLAMEKIT_INSTANTIATE(T)                                                              \
+  template void interpolate_forward<T>(const T*, bool, const T*, const int32_t*, int, int,   \
+                                       int, T*, int64_t, int64_t);                           \
+  template void interpolate_backward<T>(const T*, bool, const T*, const int32_t*, const T*,  \
+                                        int, int, int, T*, T*, int64_t, int64_t);
+FLAMEKIT_INSTANTIATE(float)
+FLAMEKIT_INSTANTIATE(double)
+#undef FLAMEKIT_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace flamekit

@@ -1,0 +1,63 @@
+// flamekit/cpu_kernels.h — torch-free CPU kernels.
+//
+// Each kernel processes an index range [begin, end) so that the binding can spread the
+// work with at::parallel_for while the kernels themselves stay free of torch (and are
+// compiled into the C++ unit test). Layouts are contiguous, batch first:
+//   pos [B,V,4], tri [F,3], rast [B,H,W,4], attr [B,V,C] or [V,C], images [B,H,W,3].
+#pragma once
+
+#include <cstdint>
+
+#include "flamekit/raster_math.h"
+
+namespace flamekit {
+namespace cpu {
+
+// Triangle setups for the flattened range of (batch, triangle) pairs.
+template <typename T>
+void raster_setup(const T* pos, const int32_t* tri, int V, int F, int H, int W,
+                  TriangleSetup<T>* setups, int64_t begin, int64_t end);
+
+// Depth test for the flattened image rows [begin, end) of the B*H rows. Each row belongs
+// to one caller, so no atomics are needed; frags must start as kEmptyFragment.
+template <typename T>
+void raster_rows(const TriangleSetup<T>* setups, int F, int H, int W, uint64_t* frags,
+                 int64_t begin, int64_t end);
+
+// Writes rast = (b0, b1, z, tri + 1) for pixels [begin, end) of B*H*W.
+template <typename T>
+void raster_resolve(const TriangleSetup<T>* setups, const uint64_t* frags, int F, int H, int W,
+                    T* rast, int64_t begin, int64_t end);
+
+// Accumulates dL/dpos for pixels [begin, end) into grad_pos [B,V,4] (a per-caller buffer).
+template <typename T>
+void raster_backward(const T* pos, const int32_t* tri, const T* rast, const T* grad_rast,
+                     int V, int H, int W, T* grad_pos, int64_t begin, int64_t end);
+
+// out [B,H,W,C] for pixels [begin, end). attr is [B,V,C] when attr_batched, else [V,C].
+template <typename T>
+void interpolate_forward(const T* attr, bool attr_batched, const T* rast, const int32_t* tri,
+                         int V, int C, int HW, T* out, int64_t begin, int64_t end);
+
+// grad_attr (per-caller buffer shaped like attr) and grad_rast [B,H,W,4] (channels 0 and 1;
+// each pixel written by exactly one caller) for pixels [begin, end).
+template <typename T>
+void interpolate_backward(const T* attr, bool attr_batched, const T* rast, const int32_t* tri,
+                          const T* grad_out, int V, int C, int HW, T* grad_attr, T* grad_rast,
+                          int64_t begin, int64_t end);
+
+// image = albedo * shading and shading [B,H,W,3] for pixels [begin, end) of B*H*W.
+// sh is [B,9,sh_channels] with sh_channels 3 (per colour) or 1 (shared).
+template <typename T>
+void sh_shade_forward(const T* albedo, const T* normals, const T* sh, int sh_channels, int HW,
+                      T* image, T* shading, int64_t begin, int64_t end);
+
+// Gradients for pixels [begin, end). grad_shading may be null. grad_sh is a per-caller
+// buffer [B,9,sh_channels]; grad_albedo and grad_normals are written per pixel.
+template <typename T>
+void sh_shade_backward(const T* albedo, const T* normals, const T* sh, int sh_channels, int HW,
+                       const T* grad_image, const T* grad_shading, T* grad_albedo,
+                       T* grad_normals, T* grad_sh, int64_t begin, int64_t end);
+
+}  // namespace cpu
+}  // namespace flamekit
