@@ -1,0 +1,1 @@
+"""Built-in demo assets that need no licensed FLAME files."""
