@@ -1,0 +1,1 @@
+"""flamekit's command-line interface (Typer). Commands stay thin; logic lives in flamekit."""

@@ -1,0 +1,62 @@
+"""The ``flamekit`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    name="flamekit",
+    help="Fit the FLAME 3D head model to photos and build texture spaces.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command("render-demo")
+def render_demo_command(
+    out: Path = typer.Option(Path("flamekit_demo.png"), "--out", "-o", help="PNG to write."),
+    size: int = typer.Option(512, min=16, max=4096, help="Height and width of each view."),
+    backend: str = typer.Option("flamekit", help="Renderer backend: flamekit or torch."),
+    device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
+) -> None:
+    """Render the built-in demo head (not FLAME) from three views to a PNG."""
+    from flamekit.demo import render_demo
+    from flamekit.render import BackendUnavailableError
+
+    try:
+        path = render_demo(out, size=size, backend=backend, device=device)
+    except BackendUnavailableError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"wrote {path}")
+
+
+@app.command("info")
+def info_command() -> None:
+    """Show the flamekit version, the compiled extension and the renderer backends."""
+    import torch
+
+    import flamekit
+    from flamekit._extension import load_extension
+    from flamekit.render import list_backends
+
+    typer.echo(f"flamekit {flamekit.__version__}, torch {torch.__version__}")
+    if flamekit.extension_available():
+        cuda = "with CUDA" if load_extension().built_with_cuda() else "CPU only"
+        typer.echo(f"extension flamekit._C: built ({cuda})")
+    else:
+        typer.echo("extension flamekit._C: not built (pip install -e . --no-build-isolation)")
+    typer.echo(f"CUDA device available: {torch.cuda.is_available()}")
+    for name, (usable, reason) in list_backends().items():
+        typer.echo(f"renderer backend {name}: {'usable' if usable else 'unavailable'}"
+                   + (f" ({reason.splitlines()[0]})" if reason else ""))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
