@@ -14,7 +14,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FLAMEKIT_SHARED", REPO_ROOT.parent / "shared")) / "data"
 
 requires_extension = pytest.mark.skipif(
-    not extension_available(), reason="flamekit._C is not built (pip install -e . --no-build-isolation)"
+    not extension_available(),
+    reason="flamekit._C is not built (pip install -e . --no-build-isolation)",
 )
 
 

@@ -50,7 +50,11 @@ def grid_mesh(cells: int, size: int, w: float = 1.0, seed: int = 0):
         for c in range(cells):
             a, b = r * (cells + 1) + c, r * (cells + 1) + c + 1
             d, e = a + cells + 1, b + cells + 1
-            quad = [[a, b, e], [a, e, d]] if torch.rand(1, generator=g) < 0.5 else [[a, b, d], [b, e, d]]
+            quad = (
+                [[a, b, e], [a, e, d]]
+                if torch.rand(1, generator=g) < 0.5
+                else [[a, b, d], [b, e, d]]
+            )
             for f in quad:
                 faces.append(f if torch.rand(1, generator=g) < 0.5 else f[::-1])
     return pos[None].float(), torch.tensor(faces, dtype=torch.int32)

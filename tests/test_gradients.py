@@ -82,7 +82,9 @@ def test_float32_backward_matches_float64_autograd_reference():
 
     pos64, tri = _clear_scene(3, resolution=(24, 20))
     g = torch.Generator().manual_seed(0)
-    normals64 = torch.nn.functional.normalize(torch.randn(2, 9, 3, generator=g, dtype=torch.float64), dim=-1)
+    normals64 = torch.nn.functional.normalize(
+        torch.randn(2, 9, 3, generator=g, dtype=torch.float64), dim=-1
+    )
     colours64 = torch.rand(2, 9, 3, generator=g, dtype=torch.float64)
     sh64 = torch.randn(2, 9, 3, generator=g, dtype=torch.float64) * 0.3
     weights = torch.rand(2, 24, 20, 3, generator=g, dtype=torch.float64)
@@ -110,8 +112,9 @@ def test_float32_backward_matches_float64_autograd_reference():
 def test_backward_on_background_is_zero():
     from flamekit.render import rasterize
 
-    pos = torch.tensor([[[-0.2, -0.2, 0.0, 1.0], [0.2, -0.2, 0.0, 1.0], [0.0, 0.2, 0.0, 1.0]]],
-                       requires_grad=True)
+    pos = torch.tensor(
+        [[[-0.2, -0.2, 0.0, 1.0], [0.2, -0.2, 0.0, 1.0], [0.0, 0.2, 0.0, 1.0]]], requires_grad=True
+    )
     rast = rasterize(pos, torch.tensor([[0, 1, 2]]), (8, 8))
     (rast[..., :3] * (rast[..., 3:] == 0)).sum().backward()
     assert torch.all(pos.grad == 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -16,10 +17,14 @@ app = typer.Typer(
 
 @app.command("render-demo")
 def render_demo_command(
-    out: Path = typer.Option(Path("flamekit_demo.png"), "--out", "-o", help="PNG to write."),
-    size: int = typer.Option(512, min=16, max=4096, help="Height and width of each view."),
-    backend: str = typer.Option("flamekit", help="Renderer backend: flamekit or torch."),
-    device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path(
+        "flamekit_demo.png"
+    ),
+    size: Annotated[
+        int, typer.Option(min=16, max=4096, help="Height and width of each view.")
+    ] = 512,
+    backend: Annotated[str, typer.Option(help="Renderer backend: flamekit or torch.")] = "flamekit",
+    device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")] = "cpu",
 ) -> None:
     """Render the built-in demo head (not FLAME) from three views to a PNG."""
     from flamekit.demo import render_demo
@@ -50,8 +55,10 @@ def info_command() -> None:
         typer.echo("extension flamekit._C: not built (pip install -e . --no-build-isolation)")
     typer.echo(f"CUDA device available: {torch.cuda.is_available()}")
     for name, (usable, reason) in list_backends().items():
-        typer.echo(f"renderer backend {name}: {'usable' if usable else 'unavailable'}"
-                   + (f" ({reason.splitlines()[0]})" if reason else ""))
+        typer.echo(
+            f"renderer backend {name}: {'usable' if usable else 'unavailable'}"
+            + (f" ({reason.splitlines()[0]})" if reason else "")
+        )
 
 
 def main() -> None:  # pragma: no cover - console entry point

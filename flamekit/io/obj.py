@@ -64,9 +64,7 @@ def load_obj(path: str | Path) -> ObjMesh:
                     v_idx = [_index(c[0], len(vertices), path, line_no) for c in corners]
                     has_uv = all(len(c) > 1 and c[1] for c in corners)
                     t_idx = (
-                        [_index(c[1], len(uvs), path, line_no) for c in corners]
-                        if has_uv
-                        else None
+                        [_index(c[1], len(uvs), path, line_no) for c in corners] if has_uv else None
                     )
                     for k in range(1, len(corners) - 1):
                         faces.append([v_idx[0], v_idx[k], v_idx[k + 1]])

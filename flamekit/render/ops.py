@@ -83,9 +83,7 @@ class _ShShade(torch.autograd.Function):
         )
 
 
-def rasterize(
-    pos: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int]
-) -> torch.Tensor:
+def rasterize(pos: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int]) -> torch.Tensor:
     """Rasterize triangles into per-pixel (b0, b1, z, tri_id + 1).
 
     Args:

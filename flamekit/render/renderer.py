@@ -111,7 +111,11 @@ class Renderer(torch.nn.Module):
         if albedo_map.shape[0] != batch:
             albedo_map = albedo_map.expand(batch, -1, -1, -1)
         albedo = F.grid_sample(
-            albedo_map.to(vertices.dtype), grid, mode="bilinear", padding_mode="border", align_corners=False
+            albedo_map.to(vertices.dtype),
+            grid,
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
         )
         albedo = albedo.permute(0, 2, 3, 1) * mask
 
