@@ -28,7 +28,8 @@ def _scene(vertices, batch=2):
     extent = float((vertices.amax(0) - vertices.amin(0)).max())
     camera = OrthographicCamera(torch.full((batch,), 1.7 / extent), torch.zeros(batch, 2))
     sh = DEFAULT_SH[None].repeat(batch, 1, 1)
-    sh[1, :, 1:] = 0  # one shared-looking set, one coloured
+    if batch > 1:
+        sh[1] = sh[1].mean(-1, keepdim=True)  # grey light for the second image
     return verts, camera, sh
 
 
@@ -129,9 +130,19 @@ def test_perspective_camera_matches_the_pinhole_formula():
         dim=-1,
     )
     assert torch.allclose(clip_to_pixels(cam.to_clip(v), (200, 240)), expected, atol=1e-3)
-    clip = cam.to_clip(torch.tensor([[[0.0, 0.0, -1.99]], [[0.0, 0.0, 97.0]]]))
-    z_ndc = clip[..., 2] / clip[..., 3]
-    assert z_ndc[0, 0] == pytest.approx(-1, abs=1e-3) and z_ndc[1, 0] == pytest.approx(1, abs=1e-3)
+    near_far = PerspectiveCamera(
+        focal=torch.tensor([[500.0, 500.0]]),
+        principal_point=torch.tensor([[120.0, 100.0]]),
+        rotation=torch.eye(3)[None],
+        translation=torch.zeros(1, 3),
+        image_size=(200, 240),
+        near=0.5,
+        far=20.0,
+    )
+    clip = near_far.to_clip(torch.tensor([[[0.1, 0.0, 0.5], [0.0, 0.2, 20.0], [0, 0, 2.0]]]))
+    z_ndc = clip[0, :, 2] / clip[0, :, 3]
+    assert z_ndc[0] == pytest.approx(-1, abs=1e-5) and z_ndc[1] == pytest.approx(1, abs=1e-5)
+    assert -1 < z_ndc[2] < 1
 
 
 def test_orthographic_camera_maps_up_to_the_top_row():
