@@ -168,3 +168,25 @@ def test_noncontiguous_inputs_are_rejected_by_the_binding_and_fixed_by_the_op():
     with pytest.raises(RuntimeError, match="contiguous"):
         load_extension().rasterize_forward(strided, tri, 8, 8)
     assert torch.equal(rasterize(strided, tri, (8, 8)), rasterize(pos, tri, (8, 8)))
+
+
+@requires_extension
+def test_index_check_is_not_fooled_by_reused_memory_or_in_place_edits():
+    from flamekit._extension import load_extension
+
+    ext = load_extension()
+    pos = torch.rand(1, 10, 4)
+    pos[..., 3] = 1
+    for _ in range(50):
+        good = torch.randint(0, 10, (5, 3), dtype=torch.int32)
+        ext.rasterize_forward(pos, good, 4, 4)
+        del good  # the next buffer may reuse its memory
+        bad = torch.randint(0, 10, (5, 3), dtype=torch.int32)
+        bad[2, 1] = 10
+        with pytest.raises(RuntimeError, match="indexes vertex 10"):
+            ext.rasterize_forward(pos, bad, 4, 4)
+    tri = torch.randint(0, 10, (5, 3), dtype=torch.int32)
+    ext.rasterize_forward(pos, tri, 4, 4)
+    tri[0, 0] = 50
+    with pytest.raises(RuntimeError, match="indexes vertex 50"):
+        ext.rasterize_forward(pos, tri, 4, 4)

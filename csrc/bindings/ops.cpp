@@ -45,13 +45,21 @@ void check_same(const Tensor& t, const Tensor& ref, const char* name, const char
               " but ", ref_name, " has dtype ", ref.scalar_type(), "; use one dtype");
 }
 
-// Index-range checks need a reduction (and on CUDA a synchronization), so the last
-// index buffer that passed is remembered by (storage, version, vertex count).
+// Index-range checks need a reduction (and on CUDA a synchronization), so the last index
+// buffer that passed is remembered: by a weak reference to its storage (a freed buffer whose
+// memory is reused can never match), its offset, version counter and the vertex count.
 struct CheckedIndexBuffer {
+  c10::weak_intrusive_ptr<c10::StorageImpl> storage{c10::intrusive_ptr<c10::StorageImpl>()};
   const void* data = nullptr;
   uint32_t version = 0;
   int64_t numel = -1, vertices = -1;
-  c10::Device device = c10::Device(c10::kCPU);
+
+  bool matches(const Tensor& tri, int64_t num_vertices) const {
+    const auto alive = storage.lock();
+    return alive && alive.get() == tri.storage().unsafeGetStorageImpl() &&
+           data == tri.data_ptr() && version == tri._version() && numel == tri.numel() &&
+           vertices == num_vertices;
+  }
 };
 
 void check_triangles(const Tensor& tri, const Tensor& ref, int64_t num_vertices,
@@ -68,10 +76,7 @@ void check_triangles(const Tensor& tri, const Tensor& ref, int64_t num_vertices,
   static CheckedIndexBuffer last;
   {
     std::lock_guard<std::mutex> lock(mutex);
-    if (last.data == tri.data_ptr() && last.version == tri._version() &&
-        last.numel == tri.numel() && last.vertices == num_vertices &&
-        last.device == tri.device())
-      return;
+    if (last.matches(tri, num_vertices)) return;
   }
   const auto [lo, hi] = torch::aminmax(tri);
   const int64_t lo_v = lo.item<int64_t>(), hi_v = hi.item<int64_t>();
@@ -79,11 +84,11 @@ void check_triangles(const Tensor& tri, const Tensor& ref, int64_t num_vertices,
   TORCH_CHECK(hi_v < num_vertices, "tri indexes vertex ", hi_v, " but ", vertex_source, " has ",
               num_vertices, " vertices");
   std::lock_guard<std::mutex> lock(mutex);
+  last.storage = tri.storage().getWeakStorageImpl();
   last.data = tri.data_ptr();
   last.version = tri._version();
   last.numel = tri.numel();
   last.vertices = num_vertices;
-  last.device = tri.device();
 }
 
 void check_rast(const Tensor& rast, const Tensor& ref, const char* ref_name) {

@@ -136,8 +136,9 @@ FK_HD TriangleSetup<T> setup_triangle(const T* v0, const T* v1, const T* v2, int
     const T c1 = s.w[j] * s.x[k] - s.x[j] * s.w[k];
     s.owns[i] = edge_owns_boundary(s.orientation * c0, s.orientation * c1);
   }
-  // Conservative pixel bounding box from the ndc bounding box (one pixel of margin: the
-  // edge functions decide coverage exactly).
+  // Pixel bounding box from the ndc bounding box. The margin of 1/64 pixel covers the
+  // rounding of the ndc division (~1e-7 relative) and of the edge functions, so no centre
+  // the edge functions accept is left outside; the edge functions decide coverage exactly.
   T xmin = nx[0], xmax = nx[0], ymin = ny[0], ymax = ny[0];
   for (int i = 1; i < 3; ++i) {
     xmin = nx[i] < xmin ? nx[i] : xmin;
@@ -146,11 +147,16 @@ FK_HD TriangleSetup<T> setup_triangle(const T* v0, const T* v1, const T* v2, int
     ymax = ny[i] > ymax ? ny[i] : ymax;
   }
   // col j has centre (2j+1)/W - 1, so j = (x + 1) * W / 2 - 0.5
-  const T fx0 = clamp_value((xmin + T(1)) * T(W) * T(0.5) - T(0.5), T(-2), T(W + 1));
-  const T fx1 = clamp_value((xmax + T(1)) * T(W) * T(0.5) - T(0.5), T(-2), T(W + 1));
-  const T fy0 = clamp_value((ymin + T(1)) * T(H) * T(0.5) - T(0.5), T(-2), T(H + 1));
-  const T fy1 = clamp_value((ymax + T(1)) * T(H) * T(0.5) - T(0.5), T(-2), T(H + 1));
-  const int x0 = int(fx0) - 1, x1 = int(fx1) + 1, y0 = int(fy0) - 1, y1 = int(fy1) + 1;
+  const T margin = T(1.0 / 64.0);
+  const T fx0 = clamp_value((xmin + T(1)) * T(W) * T(0.5) - T(0.5) - margin, T(-2), T(W + 1));
+  const T fx1 = clamp_value((xmax + T(1)) * T(W) * T(0.5) - T(0.5) + margin, T(-2), T(W + 1));
+  const T fy0 = clamp_value((ymin + T(1)) * T(H) * T(0.5) - T(0.5) - margin, T(-2), T(H + 1));
+  const T fy1 = clamp_value((ymax + T(1)) * T(H) * T(0.5) - T(0.5) + margin, T(-2), T(H + 1));
+  // ceil / floor of values in [-2, size + 1] via truncation of a shifted positive number
+  const int x0 = int(fx0 + T(3)) - 3 + (T(int(fx0 + T(3)) - 3) < fx0 ? 1 : 0);
+  const int x1 = int(fx1 + T(3)) - 3;
+  const int y0 = int(fy0 + T(3)) - 3 + (T(int(fy0 + T(3)) - 3) < fy0 ? 1 : 0);
+  const int y1 = int(fy1 + T(3)) - 3;
   s.x0 = x0 < 0 ? 0 : x0;
   s.x1 = x1 > W - 1 ? W - 1 : x1;
   s.y0 = y0 < 0 ? 0 : y0;
