@@ -44,7 +44,10 @@ def _extensions():
 
     sources = sorted(glob.glob(os.path.join(CSRC, "bindings", "*.cpp")))
     sources += sorted(glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
-    cxx_flags = ["-O3", "-std=c++17", "-ffp-contract=off"]
+    # -fopenmp: at::parallel_for is an inline template over OpenMP pragmas; without the flag
+    # it silently runs on one thread. The module then shares torch's libgomp at run time.
+    cxx_flags = ["-O3", "-std=c++17", "-ffp-contract=off", "-fopenmp"]
+    link_flags = ["-fopenmp"]
     include_dirs = [os.path.join(ROOT, CSRC, "include")]
     if _cuda_requested():
         sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
@@ -53,6 +56,7 @@ def _extensions():
             sources,
             include_dirs=include_dirs,
             define_macros=[("FLAMEKIT_WITH_CUDA", "1")],
+            extra_link_args=link_flags,
             extra_compile_args={
                 "cxx": cxx_flags,
                 "nvcc": ["-O3", "-std=c++17", "--fmad=false"],
@@ -60,7 +64,11 @@ def _extensions():
         )
     else:
         ext = CppExtension(
-            "flamekit._C", sources, include_dirs=include_dirs, extra_compile_args=cxx_flags
+            "flamekit._C",
+            sources,
+            include_dirs=include_dirs,
+            extra_compile_args=cxx_flags,
+            extra_link_args=link_flags,
         )
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
 

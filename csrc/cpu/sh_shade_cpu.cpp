@@ -1,4 +1,10 @@
 // CPU spherical-harmonics shading, fused: basis, lighting and albedo in one pass.
+//
+// Pixels are processed batch segment by batch segment so that the 9 x 3 lighting
+// coefficients live in local arrays (and the lighting gradient accumulates in registers),
+// with the colour-channel layout (per colour or shared) fixed at compile time.
+#include <algorithm>
+
 #include "flamekit/cpu_kernels.h"
 
 namespace flamekit {
@@ -6,10 +12,72 @@ namespace cpu {
 
 namespace {
 
-// Lighting coefficient of basis k for colour c (shared across colours when sc == 1).
-template <typename T>
-inline T sh_coef(const T* sh_b, int sc, int k, int c) {
-  return sh_b[k * sc + (sc == 3 ? c : 0)];
+// Lighting coefficients of one batch element expanded to [9][3].
+template <typename T, int SC>
+void load_lighting(const T* sh_b, T coef[9][3]) {
+  for (int k = 0; k < 9; ++k)
+    for (int c = 0; c < 3; ++c) coef[k][c] = sh_b[k * SC + (SC == 3 ? c : 0)];
+}
+
+template <typename T, int SC>
+void forward_range(const T* albedo, const T* normals, const T* sh, int64_t HW, T* image,
+                   T* shading, int64_t begin, int64_t end) {
+  for (int64_t p = begin; p < end;) {
+    const int64_t b = p / HW, stop = std::min(end, (b + 1) * HW);
+    T coef[9][3];
+    load_lighting<T, SC>(sh + b * 9 * SC, coef);
+    for (; p < stop; ++p) {
+      const T* n = normals + p * 3;
+      T Y[9];
+      sh_basis(n[0], n[1], n[2], Y);
+      for (int c = 0; c < 3; ++c) {
+        T s = T(0);
+        for (int k = 0; k < 9; ++k) s += coef[k][c] * Y[k];
+        shading[p * 3 + c] = s;
+        image[p * 3 + c] = albedo[p * 3 + c] * s;
+      }
+    }
+  }
+}
+
+template <typename T, int SC>
+void backward_range(const T* albedo, const T* normals, const T* sh, int64_t HW,
+                    const T* grad_image, const T* grad_shading, T* grad_albedo,
+                    T* grad_normals, T* grad_sh, int64_t begin, int64_t end) {
+  for (int64_t p = begin; p < end;) {
+    const int64_t b = p / HW, stop = std::min(end, (b + 1) * HW);
+    T coef[9][3];
+    load_lighting<T, SC>(sh + b * 9 * SC, coef);
+    T gsh[9][3] = {};
+    for (; p < stop; ++p) {
+      const T* n = normals + p * 3;
+      T Y[9];
+      sh_basis(n[0], n[1], n[2], Y);
+      T gs[3];
+      for (int c = 0; c < 3; ++c) {
+        T s = T(0);
+        for (int k = 0; k < 9; ++k) s += coef[k][c] * Y[k];
+        const T gi = grad_image[p * 3 + c];
+        grad_albedo[p * 3 + c] = gi * s;
+        gs[c] = gi * albedo[p * 3 + c];
+        if (grad_shading) gs[c] += grad_shading[p * 3 + c];
+      }
+      T dn[9];
+      for (int k = 0; k < 9; ++k) {
+        dn[k] = (gs[0] * coef[k][0] + gs[1] * coef[k][1]) + gs[2] * coef[k][2];
+        for (int c = 0; c < 3; ++c) gsh[k][c] += gs[c] * Y[k];
+      }
+      sh_basis_backward(n[0], n[1], n[2], dn, grad_normals + p * 3);
+    }
+    T* out = grad_sh + b * 9 * SC;
+    for (int k = 0; k < 9; ++k) {
+      if (SC == 3) {
+        for (int c = 0; c < 3; ++c) out[k * 3 + c] += gsh[k][c];
+      } else {
+        out[k] += (gsh[k][0] + gsh[k][1]) + gsh[k][2];
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -17,46 +85,22 @@ inline T sh_coef(const T* sh_b, int sc, int k, int c) {
 template <typename T>
 void sh_shade_forward(const T* albedo, const T* normals, const T* sh, int sh_channels, int HW,
                       T* image, T* shading, int64_t begin, int64_t end) {
-  for (int64_t p = begin; p < end; ++p) {
-    const T* sh_b = sh + (p / HW) * 9 * sh_channels;
-    const T* n = normals + p * 3;
-    T Y[9];
-    sh_basis(n[0], n[1], n[2], Y);
-    for (int c = 0; c < 3; ++c) {
-      T s = T(0);
-      for (int k = 0; k < 9; ++k) s += sh_coef(sh_b, sh_channels, k, c) * Y[k];
-      shading[p * 3 + c] = s;
-      image[p * 3 + c] = albedo[p * 3 + c] * s;
-    }
-  }
+  if (sh_channels == 3)
+    forward_range<T, 3>(albedo, normals, sh, HW, image, shading, begin, end);
+  else
+    forward_range<T, 1>(albedo, normals, sh, HW, image, shading, begin, end);
 }
 
 template <typename T>
 void sh_shade_backward(const T* albedo, const T* normals, const T* sh, int sh_channels, int HW,
                        const T* grad_image, const T* grad_shading, T* grad_albedo,
                        T* grad_normals, T* grad_sh, int64_t begin, int64_t end) {
-  for (int64_t p = begin; p < end; ++p) {
-    const int64_t b = p / HW;
-    const T* sh_b = sh + b * 9 * sh_channels;
-    T* gsh_b = grad_sh + b * 9 * sh_channels;
-    const T* n = normals + p * 3;
-    T Y[9];
-    sh_basis(n[0], n[1], n[2], Y);
-    T coef[9] = {T(0), T(0), T(0), T(0), T(0), T(0), T(0), T(0), T(0)};
-    for (int c = 0; c < 3; ++c) {
-      T s = T(0);
-      for (int k = 0; k < 9; ++k) s += sh_coef(sh_b, sh_channels, k, c) * Y[k];
-      const T gi = grad_image[p * 3 + c];
-      grad_albedo[p * 3 + c] = gi * s;
-      T gs = gi * albedo[p * 3 + c];
-      if (grad_shading) gs += grad_shading[p * 3 + c];
-      for (int k = 0; k < 9; ++k) {
-        coef[k] += gs * sh_coef(sh_b, sh_channels, k, c);
-        gsh_b[k * sh_channels + (sh_channels == 3 ? c : 0)] += gs * Y[k];
-      }
-    }
-    sh_basis_backward(n[0], n[1], n[2], coef, grad_normals + p * 3);
-  }
+  if (sh_channels == 3)
+    backward_range<T, 3>(albedo, normals, sh, HW, grad_image, grad_shading, grad_albedo,
+                         grad_normals, grad_sh, begin, end);
+  else
+    backward_range<T, 1>(albedo, normals, sh, HW, grad_image, grad_shading, grad_albedo,
+                         grad_normals, grad_sh, begin, end);
 }
 
 #define FLAMEKIT_INSTANTIATE(T)                                                                \
