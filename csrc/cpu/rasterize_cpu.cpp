@@ -1,6 +1,7 @@
 // CPU rasterizer: triangle setup, a row-partitioned depth test (no atomics: each image row
 // belongs to exactly one caller), resolve of the winning fragment, and the backward pass.
 #include <algorithm>
+#include <vector>
 
 #include "flamekit/cpu_kernels.h"
 
@@ -19,9 +20,90 @@ void raster_setup(const T* pos, const int32_t* tri, int V, int F, int H, int W,
   }
 }
 
+namespace {
+
+// Depth-tests rows [y0, y1] of one triangle's bounding box, one pixel at a time. px and py
+// hold pixel_center(j, W) and pixel_center(i, H) (px padded by 3 entries).
+template <typename T>
+void depth_test_triangle(const TriangleSetup<T>& s, uint32_t f, int y0, int y1, const T* px,
+                         const T* py, int W, uint64_t* frag_image) {
+  for (int i = y0; i <= y1; ++i) {
+    T bt[3];
+    row_terms(s, py[i], bt);
+    uint64_t* frag_row = frag_image + int64_t(i) * W;
+    for (int j = s.x0; j <= s.x1; ++j) {
+      T at[3], z;
+      column_terms(s, px[j], at);
+      if (!shade_fragment_ab(s, at, bt, &z)) continue;
+      const uint64_t packed = pack_fragment(float(z), f);
+      if (packed < frag_row[j]) frag_row[j] = packed;
+    }
+  }
+}
+
+#if defined(__GNUC__)
+// float32: four columns at a time with GCC vector extensions (SSE2 on x86-64, NEON on Arm).
+// Element-wise vector multiply and subtract round exactly like the scalar operations (no
+// contraction), so the edge functions, and with them coverage, are bit-identical to
+// shade_fragment_ab; the depth of covered lanes is then computed by the same scalar code.
+typedef float float4 __attribute__((vector_size(16)));
+typedef int32_t int4 __attribute__((vector_size(16)));
+
+template <>
+void depth_test_triangle<float>(const TriangleSetup<float>& s, uint32_t f, int y0, int y1,
+                                const float* px_table, const float* py, int W,
+                                uint64_t* frag_image) {
+  float4 xv[3], wv[3];
+  int4 owns[3];
+  for (int m = 0; m < 3; ++m) {
+    xv[m] = float4{} + s.x[m];
+    wv[m] = float4{} + s.w[m];
+    owns[m] = int4{} - int(s.owns[m]);
+  }
+  const float4 orientation = float4{} + s.orientation;
+  for (int i = y0; i <= y1; ++i) {
+    float bt[3];
+    row_terms(s, py[i], bt);
+    const float4 bv[3] = {float4{} + bt[0], float4{} + bt[1], float4{} + bt[2]};
+    uint64_t* frag_row = frag_image + int64_t(i) * W;
+    for (int j0 = s.x0; j0 <= s.x1; j0 += 4) {
+      float4 px;
+      __builtin_memcpy(&px, px_table + j0, sizeof(px));
+      float4 av[3];
+      for (int m = 0; m < 3; ++m) av[m] = xv[m] - wv[m] * px;
+      int4 inside = int4{} - 1;
+      float4 uv[3];
+      for (int e = 0; e < 3; ++e) {
+        const int j = (e + 1) % 3, k = (e + 2) % 3;
+        uv[e] = av[j] * bv[k] - bv[j] * av[k];
+        const float4 ue = orientation * uv[e];
+        inside &= (ue > 0.0f) | ((ue == 0.0f) & owns[e]);
+      }
+      for (int l = 0; l < 4 && j0 + l <= s.x1; ++l) {
+        if (!inside[l]) continue;
+        const float u[3] = {uv[0][l], uv[1][l], uv[2][l]};
+        const float nw = (u[0] * s.w[0] + u[1] * s.w[1]) + u[2] * s.w[2];
+        if (!(nw != 0.0f)) continue;
+        const float nz = (u[0] * s.z[0] + u[1] * s.z[1]) + u[2] * s.z[2];
+        const float z = nz / nw;
+        if (!(z >= -1.0f && z <= 1.0f)) continue;
+        const uint64_t packed = pack_fragment(z, f);
+        if (packed < frag_row[j0 + l]) frag_row[j0 + l] = packed;
+      }
+    }
+  }
+}
+#endif
+
+}  // namespace
+
 template <typename T>
 void raster_rows(const TriangleSetup<T>* setups, int F, int H, int W, uint64_t* frags,
                  int64_t begin, int64_t end) {
+  // Pixel centres, computed once (padded: the vector path reads 4 columns at a time).
+  std::vector<T> px(W + 3), py(H);
+  for (int j = 0; j < W + 3; ++j) px[j] = pixel_center<T>(j, W);
+  for (int i = 0; i < H; ++i) py[i] = pixel_center<T>(i, H);
   // The range may span several images of the batch.
   for (int64_t row = begin; row < end;) {
     const int64_t b = row / H;
@@ -33,16 +115,7 @@ void raster_rows(const TriangleSetup<T>* setups, int F, int H, int W, uint64_t* 
       const TriangleSetup<T>& s = s_batch[f];
       const int y0 = std::max(s.y0, row0), y1 = std::min(s.y1, row1 - 1);
       if (s.x0 > s.x1 || y0 > y1) continue;
-      for (int i = y0; i <= y1; ++i) {
-        const T py = pixel_center<T>(i, H);
-        uint64_t* frag_row = frag_batch + int64_t(i) * W;
-        for (int j = s.x0; j <= s.x1; ++j) {
-          T z;
-          if (!shade_fragment(s, pixel_center<T>(j, W), py, &z)) continue;
-          const uint64_t packed = pack_fragment(float(z), uint32_t(f));
-          if (packed < frag_row[j]) frag_row[j] = packed;
-        }
-      }
+      depth_test_triangle(s, uint32_t(f), y0, y1, px.data(), py.data(), W, frag_batch);
     }
     row = b * H + row1;
   }

@@ -151,6 +151,46 @@ void test_shared_edge_antisymmetry() {
   }
 }
 
+// The CPU depth test (vectorized for float32) against shade_fragment applied pixel by pixel.
+void test_depth_test_matches_scalar_fragments() {
+  const int H = 37, W = 53, F = 300;
+  uint32_t state = 12345u;
+  auto uniform = [&state]() {
+    state = state * 1664525u + 1013904223u;
+    return float(state >> 8) / float(1u << 24);
+  };
+  std::vector<float> pos(F * 3 * 4);
+  std::vector<int32_t> tri(F * 3);
+  for (int v = 0; v < F * 3; ++v) {
+    const float w = 0.5f + 1.5f * uniform();
+    pos[v * 4 + 0] = (uniform() * 2.6f - 1.3f) * w;
+    pos[v * 4 + 1] = (uniform() * 2.6f - 1.3f) * w;
+    pos[v * 4 + 2] = (uniform() * 2.2f - 1.1f) * w;
+    pos[v * 4 + 3] = w;
+    tri[v] = v;
+  }
+  std::vector<TriangleSetup<float>> setups(F);
+  cpu::raster_setup(pos.data(), tri.data(), F * 3, F, H, W, setups.data(), 0, F);
+  std::vector<uint64_t> fast(H * W, kEmptyFragment), slow(H * W, kEmptyFragment);
+  cpu::raster_rows(setups.data(), F, H, W, fast.data(), 0, H);
+  for (int f = 0; f < F; ++f)
+    for (int i = 0; i < H; ++i)
+      for (int j = 0; j < W; ++j) {
+        float z;
+        if (shade_fragment(setups[f], pixel_center<float>(j, W), pixel_center<float>(i, H), &z)) {
+          const uint64_t packed = pack_fragment(z, uint32_t(f));
+          if (packed < slow[i * W + j]) slow[i * W + j] = packed;
+        }
+      }
+  int covered = 0, differ = 0;
+  for (int p = 0; p < H * W; ++p) {
+    covered += fast[p] != kEmptyFragment;
+    differ += fast[p] != slow[p];
+  }
+  CHECK(covered > H * W / 2);
+  CHECK(differ == 0);
+}
+
 }  // namespace
 
 int main() {
@@ -161,6 +201,7 @@ int main() {
   test_fragment_backward_matches_finite_differences();
   test_sh_basis_and_gradient();
   test_shared_edge_antisymmetry();
+  test_depth_test_matches_scalar_fragments();
   std::printf("%d checks, %d failed\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }

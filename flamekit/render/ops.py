@@ -67,6 +67,7 @@ class _ShShade(torch.autograd.Function):
     def forward(ctx, albedo, normals, sh):
         image, shading = load_extension().sh_shade_forward(albedo, normals, sh)
         ctx.save_for_backward(albedo, normals, sh)
+        ctx.set_materialize_grads(False)  # an unused shading output needs no zero gradient
         return image, shading
 
     @staticmethod

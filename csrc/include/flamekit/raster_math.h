@@ -178,17 +178,22 @@ FK_HD void edge_functions(const T* x, const T* y, const T* w, A px, A py, A* u) 
   }
 }
 
-// Coverage and depth of one pixel centre for the depth test, in the input precision.
-// Returns true and writes the ndc depth when the centre is inside the triangle (fill rule
-// applied) and the depth lies in [-1, 1].
+// Coverage and depth of one pixel centre for the depth test, in the input precision, from
+// a_m = x_m - w_m px (which depends only on the column) and b_m = y_m - w_m py (only on the
+// row), so that callers can hoist them out of their pixel loops. Returns true and writes
+// the ndc depth when the centre is inside the triangle (fill rule applied) and the depth
+// lies in [-1, 1].
 template <typename T>
-FK_HD bool shade_fragment(const TriangleSetup<T>& s, T px, T py, T* depth) {
+FK_HD bool shade_fragment_ab(const TriangleSetup<T>& s, const T* a, const T* b, T* depth) {
   T u[3];
-  edge_functions(s.x, s.y, s.w, px, py, u);
+  bool inside = true;  // evaluated without early exits: cheaper than mispredicted branches
   for (int i = 0; i < 3; ++i) {
+    const int j = (i + 1) % 3, k = (i + 2) % 3;
+    u[i] = edge_value(a[j], b[j], a[k], b[k]);
     const T ui = s.orientation * u[i];
-    if (!(ui > T(0) || (ui == T(0) && s.owns[i]))) return false;
+    inside &= (ui > T(0)) | ((ui == T(0)) & s.owns[i]);
   }
+  if (!inside) return false;
   const T nw = (u[0] * s.w[0] + u[1] * s.w[1]) + u[2] * s.w[2];
   if (!(nw != T(0))) return false;
   const T nz = (u[0] * s.z[0] + u[1] * s.z[1]) + u[2] * s.z[2];
@@ -196,6 +201,24 @@ FK_HD bool shade_fragment(const TriangleSetup<T>& s, T px, T py, T* depth) {
   if (!(z >= T(-1) && z <= T(1))) return false;
   *depth = z;
   return true;
+}
+
+template <typename T>
+FK_HD void row_terms(const TriangleSetup<T>& s, T py, T* b) {
+  for (int m = 0; m < 3; ++m) b[m] = s.y[m] - s.w[m] * py;
+}
+
+template <typename T>
+FK_HD void column_terms(const TriangleSetup<T>& s, T px, T* a) {
+  for (int m = 0; m < 3; ++m) a[m] = s.x[m] - s.w[m] * px;
+}
+
+template <typename T>
+FK_HD bool shade_fragment(const TriangleSetup<T>& s, T px, T py, T* depth) {
+  T a[3], b[3];
+  column_terms(s, px, a);
+  row_terms(s, py, b);
+  return shade_fragment_ab(s, a, b, depth);
 }
 
 // Perspective-correct barycentrics (b0, b1) and ndc depth of the winning fragment of pixel
