@@ -32,3 +32,26 @@ for src in "${sources[@]}"; do
     echo "ok  $src  sm_${arch}"
   done
 done
+
+# The CUDA branch of the torch binding (bindings/ops.cpp with FLAMEKIT_WITH_CUDA) is compiled
+# by the host compiler; check its syntax against the installed torch headers and the CUDA
+# runtime headers. A CPU build of torch lacks c10's generated CUDA macros header, which only
+# sets the DLL-export macro: a stand-in is supplied for this check.
+python_bin="${PYTHON:-python3}"
+if torch_includes="$("$python_bin" -c 'import sysconfig, torch.utils.cpp_extension as c; print(" ".join(c.include_paths() + [sysconfig.get_paths()["include"]]))' 2>/dev/null)"; then
+  cuda_include=""
+  for candidate in "${CUDA_HOME:-}/include" "$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")/include" \
+    /usr/local/cuda/include /usr/local/cuda-*/include; do
+    if [[ -f "$candidate/cuda_runtime_api.h" ]]; then cuda_include="$candidate"; break; fi
+  done
+  mkdir -p "$out_dir/shim/c10/cuda/impl"
+  echo '#define C10_CUDA_BUILD_SHARED_LIBS' >"$out_dir/shim/c10/cuda/impl/cuda_cmake_macros.h"
+  include_flags=(-I csrc/include -I "$cuda_include")
+  for dir in $torch_includes; do include_flags+=(-isystem "$dir"); done
+  include_flags+=(-idirafter "$out_dir/shim")
+  "${CXX:-c++}" -std=c++17 -fsyntax-only -DFLAMEKIT_WITH_CUDA=1 -DTORCH_EXTENSION_NAME=_C \
+    "${include_flags[@]}" csrc/bindings/ops.cpp
+  echo "ok  csrc/bindings/ops.cpp  (CUDA branch, syntax)"
+else
+  echo "torch not importable; skipping the syntax check of the CUDA binding"
+fi

@@ -11,7 +11,7 @@
 #include "ops.h"
 
 #ifdef FLAMEKIT_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "flamekit/cuda_kernels.h"
@@ -158,7 +158,7 @@ Tensor rasterize_forward(const Tensor& pos, const Tensor& tri, int64_t height, i
       check_cuda(cuda::rasterize_forward(pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(), B,
                                          V, int(F), H, W, setup_ptr, frag_ptr,
                                          rast.data_ptr<scalar_t>(),
-                                         at::cuda::getCurrentCUDAStream()),
+                                         c10::cuda::getCurrentCUDAStream()),
                  "rasterize");
 #else
       no_cuda();
@@ -201,7 +201,7 @@ Tensor rasterize_backward(const Tensor& pos, const Tensor& tri, const Tensor& ra
                                           rast.data_ptr<scalar_t>(),
                                           grad_rast.data_ptr<scalar_t>(), int(pos.size(0)), V,
                                           H, W, grad_pos.data_ptr<scalar_t>(),
-                                          at::cuda::getCurrentCUDAStream()),
+                                          c10::cuda::getCurrentCUDAStream()),
                  "rasterize backward");
 #else
       no_cuda();
@@ -249,7 +249,7 @@ Tensor interpolate_forward(const Tensor& attr, const Tensor& rast, const Tensor&
                                            rast.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(),
                                            int(B), int(V), int(C), int(H), int(W),
                                            out.data_ptr<scalar_t>(),
-                                           at::cuda::getCurrentCUDAStream()),
+                                           c10::cuda::getCurrentCUDAStream()),
                  "interpolate");
 #else
       no_cuda();
@@ -287,7 +287,7 @@ std::vector<Tensor> interpolate_backward(const Tensor& attr, const Tensor& rast,
                      attr.data_ptr<scalar_t>(), batched, rast.data_ptr<scalar_t>(),
                      tri.data_ptr<int32_t>(), grad_out.data_ptr<scalar_t>(), int(B), int(V),
                      int(C), int(H), int(W), grad_attr.data_ptr<scalar_t>(),
-                     grad_rast.data_ptr<scalar_t>(), at::cuda::getCurrentCUDAStream()),
+                     grad_rast.data_ptr<scalar_t>(), c10::cuda::getCurrentCUDAStream()),
                  "interpolate backward");
 #else
       no_cuda();
@@ -339,7 +339,7 @@ std::vector<Tensor> sh_shade_forward(const Tensor& albedo, const Tensor& normals
                                         normals.data_ptr<scalar_t>(), sh.data_ptr<scalar_t>(),
                                         sc, int(B), int(HW), image.data_ptr<scalar_t>(),
                                         shading.data_ptr<scalar_t>(),
-                                        at::cuda::getCurrentCUDAStream()),
+                                        c10::cuda::getCurrentCUDAStream()),
                  "sh_shade");
 #else
       no_cuda();
@@ -387,7 +387,7 @@ std::vector<Tensor> sh_shade_backward(const Tensor& albedo, const Tensor& normal
                      sh.data_ptr<scalar_t>(), sc, int(B), int(HW),
                      grad_image.data_ptr<scalar_t>(), gs_ptr, grad_albedo.data_ptr<scalar_t>(),
                      grad_normals.data_ptr<scalar_t>(), grad_sh.data_ptr<scalar_t>(),
-                     partial.data_ptr<scalar_t>(), at::cuda::getCurrentCUDAStream()),
+                     partial.data_ptr<scalar_t>(), c10::cuda::getCurrentCUDAStream()),
                  "sh_shade backward");
 #else
       no_cuda();
