@@ -21,7 +21,7 @@ void interpolate_forward(const T* attr, bool attr_batched, const T* rast, const 
     const T* a0 = a + int64_t(vi[0]) * C;
     const T* a1 = a + int64_t(vi[1]) * C;
     const T* a2 = a + int64_t(vi[2]) * C;
-    for (int c = 0; c < C; ++c) o[c] = (b0 * a0[c] + b1 * a1[c]) + b2 * a2[c];
+    for (int c = 0; c < C; ++c) o[c] = barycentric_mix(b0, b1, b2, a0[c], a1[c], a2[c]);
   }
 }
 

@@ -57,7 +57,7 @@ __global__ void forward_kernel(const T* __restrict__ attr, bool attr_batched,
     }
     const PixelVertices<T> pv = pixel_vertices(attr, attr_batched, r, tri, t, p, V, C, HW);
     for (int c = 0; c < C; ++c)
-      o[c] = (pv.b[0] * pv.a[0][c] + pv.b[1] * pv.a[1][c]) + pv.b[2] * pv.a[2][c];
+      o[c] = barycentric_mix(pv.b[0], pv.b[1], pv.b[2], pv.a[0][c], pv.a[1][c], pv.a[2][c]);
   }
 }
 

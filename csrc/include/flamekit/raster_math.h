@@ -286,6 +286,12 @@ FK_HD void fragment_backward(const T* v0, const T* v1, const T* v2, int i, int j
   }
 }
 
+// Attribute value at a fragment: b2 = 1 - b0 - b1 (computed by the caller once per pixel).
+template <typename T>
+FK_HD T barycentric_mix(T b0, T b1, T b2, T a0, T a1, T a2) {
+  return (b0 * a0 + b1 * a1) + b2 * a2;
+}
+
 // ---------------------------------------------------------------------------------------
 // Second-order spherical harmonics with the irradiance constants of Ramamoorthi and
 // Hanrahan, in the form used by the original FLAME photometric fitting code and DECA:
