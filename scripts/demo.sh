@@ -4,5 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+PYTHON=${PYTHON:-python3}
 OUT=${1:-flamekit_demo.png}
-flamekit render-demo --out "$OUT"
+# Same as `flamekit render-demo`, through the installing Python (its scripts folder may not
+# be on PATH).
+"$PYTHON" -m flamekit_cli.main render-demo --out "$OUT"
