@@ -118,3 +118,15 @@ def test_backward_on_background_is_zero():
     rast = rasterize(pos, torch.tensor([[0, 1, 2]]), (8, 8))
     (rast[..., :3] * (rast[..., 3:] == 0)).sum().backward()
     assert torch.all(pos.grad == 0)
+
+
+def test_sh_shade_accepts_deca_flat_layout_on_both_backends():
+    from flamekit.render import sh_shade
+
+    g = torch.Generator().manual_seed(7)
+    albedo = torch.rand(2, 3, 4, 3, generator=g)
+    normals = torch.randn(2, 3, 4, 3, generator=g)
+    sh = torch.randn(2, 9, 3, generator=g)
+    expected = sh_shade(albedo, normals, sh)
+    for fn in (sh_shade, torch_ops.sh_shade):
+        assert torch.allclose(fn(albedo, normals, sh.reshape(2, 27)), expected, atol=1e-6)

@@ -476,7 +476,8 @@ def sh_shade(
     Args:
         albedo: [B, H, W, 3].
         normals: [B, H, W, 3].
-        sh: [B, 9, 3] (one set per colour channel) or [B, 9, 1] (shared by the channels).
+        sh: [B, 9, 3] (one set per colour channel), [B, 9, 1] (shared by the channels) or
+            [B, 27] (DECA's flat layout, read as [B, 9, 3]).
         return_shading: also return the shading.
 
     Returns:
@@ -485,6 +486,8 @@ def sh_shade(
     _check_float("albedo", albedo)
     _check_float("normals", normals)
     _check_float("sh", sh)
+    if sh.dim() == 2 and sh.shape[1] == 27:
+        sh = sh.reshape(sh.shape[0], 9, 3)
     if albedo.dim() != 4 or albedo.shape[3] != 3:
         raise ValueError(f"albedo must have shape [B,H,W,3], got {list(albedo.shape)}")
     if normals.shape != albedo.shape:
