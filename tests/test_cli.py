@@ -41,3 +41,24 @@ def test_info_lists_backends():
     assert result.exit_code == 0
     assert "renderer backend flamekit" in result.output
     assert "renderer backend torch: usable" in result.output
+
+
+def test_render_demo_explains_a_missing_cuda_device(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = runner.invoke(
+        app, ["render-demo", "--out", str(tmp_path / "x.png"), "--device", "cuda"]
+    )
+    assert result.exit_code == 2
+    assert "no CUDA device" in result.output
+
+
+def test_render_demo_reports_an_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = runner.invoke(
+        app, ["render-demo", "--out", str(blocker / "x.png"), "--size", "16", "--backend", "torch"]
+    )
+    assert result.exit_code == 1
+    assert "cannot write" in result.output

@@ -27,14 +27,26 @@ def render_demo_command(
     device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")] = "cpu",
 ) -> None:
     """Render the built-in demo head (not FLAME) from three views to a PNG."""
+    import torch
+
     from flamekit.demo import render_demo
     from flamekit.render import BackendUnavailableError
 
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        typer.echo(
+            f"error: --device {device} was asked for but torch sees no CUDA device "
+            f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
         path = render_demo(out, size=size, backend=backend, device=device)
     except BackendUnavailableError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    except (OSError, ValueError) as exc:  # unwritable folder, unknown image suffix
+        typer.echo(f"error: cannot write {out}: {exc}", err=True)
+        raise typer.Exit(1) from exc
     typer.echo(f"wrote {path}")
 
 
