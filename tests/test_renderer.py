@@ -33,7 +33,7 @@ def _scene(vertices, batch=2):
     return verts, camera, sh
 
 
-def _textured(mesh_uvs_count, size=64, seed=0):
+def _random_texture(size=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(1, 3, size, size, generator=g)
 
@@ -57,7 +57,7 @@ def test_backends_agree_on_the_demo_head():
 @requires_extension
 def test_backends_agree_on_flame_topology_with_perspective(flame_topology):
     mesh = flame_topology
-    texture = _textured(len(mesh.uvs))
+    texture = _random_texture()
     camera = PerspectiveCamera(
         focal=torch.tensor([[300.0, 300.0]]),
         principal_point=torch.tensor([[64.0, 60.0]]),
