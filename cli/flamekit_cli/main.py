@@ -7,12 +7,15 @@ from typing import Annotated
 
 import typer
 
+from flamekit_cli.models import app as models_app
+
 app = typer.Typer(
     name="flamekit",
     help="Fit the FLAME 3D head model to photos and build texture spaces.",
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(models_app, name="models")
 
 
 @app.command("render-demo")
