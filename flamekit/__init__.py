@@ -5,7 +5,8 @@ Importing flamekit never needs the compiled extension; the first call that needs
 """
 
 from flamekit._extension import ExtensionNotBuiltError, extension_available
+from flamekit.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
-__all__ = ["ExtensionNotBuiltError", "extension_available", "__version__"]
+__all__ = ["ExtensionNotBuiltError", "extension_available", "hookimpl", "__version__"]
