@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from flamekit_cli.detect_cmd import detect_command
 from flamekit_cli.models import app as models_app
+from flamekit_cli.plugins_cmd import plugins_command
 
 app = typer.Typer(
     name="flamekit",
@@ -16,6 +18,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(models_app, name="models")
+app.command("plugins")(plugins_command)
+app.command("detect")(detect_command)
 
 
 @app.command("render-demo")

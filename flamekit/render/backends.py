@@ -3,7 +3,13 @@
 A backend implements ``rasterize``, ``interpolate`` and ``sh_shade`` with the conventions of
 :mod:`flamekit.render.ops` (those of nvdiffrast). An adapter for another rasterizer
 (nvdiffrast, PyTorch3D) is a subclass that implements ``rasterize`` and ``interpolate``; it
-inherits the pure-PyTorch ``sh_shade``. Register it with :func:`register_backend`.
+inherits the pure-PyTorch ``sh_shade``. Package it as a ``register_renderers`` plugin
+(docs/PLUGINS.md), or register it in-process with :func:`register_backend`.
+
+The built-in ``flamekit`` and ``torch`` backends are in the registry from the start, so
+rendering never depends on plugin discovery; the built-in plugin ``flamekit_plugins.renderers``
+registers the same classes, which is a no-op here. A lookup of a name that is not registered
+(and :func:`list_backends`) first lets :mod:`flamekit.plugins` load the renderer plugins.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ class RasterBackend:
 
     name = "base"
 
-    def availability(self) -> tuple[bool, str]:
-        """(usable here, reason when not)."""
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        """(usable here, reason when not); a classmethod so listing needs no instance."""
         return True, ""
 
     def rasterize(self, pos: torch.Tensor, tri: torch.Tensor, resolution) -> torch.Tensor:
@@ -58,7 +65,8 @@ class FlamekitBackend(RasterBackend):
 
     name = "flamekit"
 
-    def availability(self) -> tuple[bool, str]:
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
         if extension_available():
             return True, ""
         return False, "flamekit._C is not built. " + BUILD_HINT
@@ -108,15 +116,38 @@ def register_backend(name: str, factory: Callable[[], RasterBackend]) -> None:
     _REGISTRY[name] = factory
 
 
+def _unregister_backend(name: str, factory: Callable[[], RasterBackend]) -> None:
+    """Remove ``name`` if it is still bound to ``factory`` (the plugin manager's reset)."""
+    if _REGISTRY.get(name) is factory:
+        del _REGISTRY[name]
+
+
+def _load_plugins() -> None:
+    from flamekit.plugins import _load_for_backends
+
+    _load_for_backends()
+
+
 def list_backends() -> dict[str, tuple[bool, str]]:
     """Every registered backend name with (usable here, reason when not)."""
-    return {name: factory().availability() for name, factory in _REGISTRY.items()}
+    _load_plugins()
+    return {name: _availability(factory) for name, factory in list(_REGISTRY.items())}
+
+
+def _availability(factory: Callable[[], RasterBackend]) -> tuple[bool, str]:
+    """A plugin backend that fails to build is reported unusable, not raised to the caller."""
+    try:
+        return factory().availability()
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"
 
 
 def get_backend(backend: str | RasterBackend = "flamekit") -> RasterBackend:
     """Return a usable backend instance; raise BackendUnavailableError with the reason."""
     if isinstance(backend, RasterBackend):
         return backend
+    if backend not in _REGISTRY:
+        _load_plugins()
     if backend not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY))
         raise BackendUnavailableError(

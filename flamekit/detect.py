@@ -1,0 +1,327 @@
+"""Batch landmark detection: images in, ``<stem>_lmk68.npy`` (+ overlay PNG) out.
+
+This is what ``flamekit detect`` runs; it lives in the library so that scripts and notebooks
+get the same behaviour: a bad photo (unreadable, no face, bad landmark file) is recorded and
+skipped instead of stopping a run of hundreds, every output is written atomically (a file
+either is complete or is not there, even after Ctrl-C), and the result says what failed and
+why.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from flamekit.io.image import IMAGE_SUFFIXES, load_image
+from flamekit.plugin_types import (
+    Detection,
+    ImageError,
+    LandmarkDetector,
+    MultipleFacesWarning,
+)
+
+KIND = "landmark-detector"
+
+#: Name endings of files flamekit writes beside photos; folders and globs skip them.
+SIDE_FILE_ENDINGS = ("_lmk68", "_skin")
+
+#: Overlay colours per iBUG region (index range, RGB).
+REGION_COLOURS = (
+    (range(0, 17), (255, 215, 0)),  # jaw
+    (range(17, 27), (255, 140, 0)),  # brows
+    (range(27, 36), (0, 200, 255)),  # nose
+    (range(36, 48), (0, 255, 100)),  # eyes
+    (range(48, 68), (255, 60, 120)),  # mouth
+)
+_CONTOURS = (
+    (range(0, 17), False),
+    (range(17, 22), False),
+    (range(22, 27), False),
+    (range(27, 31), False),
+    (range(31, 36), False),
+    (range(36, 42), True),
+    (range(42, 48), True),
+    (range(48, 60), True),
+    (range(60, 68), True),
+)
+
+__all__ = [
+    "Failure",
+    "Result",
+    "Summary",
+    "detect_images",
+    "draw_landmarks",
+    "expand_images",
+    "landmark_detector",
+]
+
+
+@dataclass
+class Result:
+    """One image done: where its outputs went and what was found."""
+
+    image: Path
+    landmarks: Path
+    overlay: Path | None
+    detection: Detection
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Failure:
+    """One image skipped, and why (the message names the file and the fix)."""
+
+    image: Path
+    reason: str
+
+
+@dataclass
+class Summary:
+    """What :func:`detect_images` did. ``ok`` is False when any image failed."""
+
+    results: list[Result] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    out_dir: Path = Path(".")
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.interrupted
+
+    def format(self) -> str:
+        """A human-readable report: counts, then every failure and warning."""
+        total = len(self.results) + len(self.failures)
+        head = f"{len(self.results)} of {total} images done, landmarks in {self.out_dir}"
+        if self.interrupted:
+            head += " (interrupted by Ctrl-C; the files written are complete)"
+        lines = [head]
+        for result in self.results:
+            lines.extend(f"warning: {result.image}: {message}" for message in result.warnings)
+        if self.failures:
+            lines.append(f"{len(self.failures)} failed:")
+            lines.extend(f"  {failure.image}: {failure.reason}" for failure in self.failures)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def landmark_detector(name: str, **options) -> LandmarkDetector:
+    """Build the detector registered as ``name`` (built-in or a plugin's) with ``options``.
+
+    With options (FAN's ``weights=`` path, say) the detector's constructor decides whether
+    they make it usable, and raises :class:`PluginUnavailableError` when they do not.
+    """
+    from flamekit import plugins
+
+    return plugins.landmark_detector(name, **options)
+
+
+def expand_images(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Failure]]:
+    """Files, folders (their images, not recursive) and globs -> image paths, in order.
+
+    Explicit files are kept whatever their suffix (load_image judges them); folders and globs
+    give only files with an image suffix that are not flamekit side files (``*_lmk68.png``
+    overlays, ``*_skin.png`` masks). Inputs that match nothing become failures.
+    """
+    found: list[Path] = []
+    failures: list[Failure] = []
+
+    def is_photo(path: Path) -> bool:
+        return (
+            path.is_file()
+            and path.suffix.lower() in IMAGE_SUFFIXES
+            and not path.stem.endswith(SIDE_FILE_ENDINGS)
+        )
+
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if is_photo(p))
+            if not matches:
+                failures.append(Failure(path, "folder holds no images"))
+        elif path.exists():
+            matches = [path]
+        elif glob.has_magic(str(item)):
+            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
+            matches = [p for p in matches if is_photo(p)]
+            if not matches:
+                failures.append(Failure(path, "no images match this pattern"))
+        else:
+            matches = []
+            failures.append(Failure(path, "file not found; check the path"))
+        found.extend(matches)
+    unique: dict[Path, Path] = {}
+    for path in found:  # the same file twice (a.png, ./a.png) runs once
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values()), failures
+
+
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write through a temporary file and rename, so ``path`` is never half written."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:  # including KeyboardInterrupt: leave no partial file
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def draw_landmarks(image: np.ndarray, detection: Detection) -> np.ndarray:
+    """The image with the face box, the contours and the 68 points drawn, colour-coded."""
+    from PIL import Image, ImageDraw
+
+    canvas = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    size = min(canvas.size)
+    radius = max(1.0, size / 250)
+    width = max(1, round(size / 400))
+    x0, y0, x1, y1 = (float(v) for v in detection.box)
+    draw.rectangle([x0, y0, x1, y1], outline=(255, 255, 255), width=width)
+    points = detection.landmarks.astype(np.float64)
+    colour = {i: rgb for indices, rgb in REGION_COLOURS for i in indices}
+    for indices, closed in _CONTOURS:
+        line = [tuple(points[i]) for i in indices]
+        draw.line(line + line[:1] if closed else line, fill=colour[indices[0]], width=width)
+    for i, (x, y) in enumerate(points):
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour[i])
+    return np.asarray(canvas)
+
+
+def detect_images(
+    paths: Iterable[str | Path],
+    detector: LandmarkDetector | str,
+    out_dir: str | Path,
+    overlay: bool = True,
+    progress: bool = True,
+) -> Summary:
+    """Detect landmarks in every image of ``paths`` and write them to ``out_dir``.
+
+    Args:
+        paths: image files, folders and glob patterns (see :func:`expand_images`).
+        detector: a detector, or the registered name of one (built with no options).
+        out_dir: folder for ``<stem>_lmk68.npy`` ((68,2) float32, iBUG order, pixels) and
+            ``<stem>_lmk68.png`` (the overlay, when ``overlay``); created when missing.
+        progress: show a rich progress bar on stderr.
+    Returns:
+        the :class:`Summary`: images done, failures with reasons, warnings (several faces).
+        Ctrl-C stops the run and returns with ``interrupted`` set; files written up to then
+        are complete.
+    """
+    if isinstance(detector, str):
+        detector = landmark_detector(detector)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images, failures = expand_images(paths)
+    summary = Summary(failures=failures, out_dir=out_dir)
+    claimed: dict[str, Path] = {}
+
+    bar = _progress_bar() if progress else None
+    task = bar.add_task("detecting landmarks", total=len(images)) if bar else None
+    try:
+        if bar:
+            bar.start()
+        for image_path in images:
+            if bar:
+                bar.update(task, description=image_path.name)
+            _detect_one(image_path, detector, out_dir, overlay, claimed, summary)
+            if bar:
+                bar.advance(task)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        if bar:
+            bar.stop()
+    return summary
+
+
+def _detect_one(
+    image_path: Path,
+    detector: LandmarkDetector,
+    out_dir: Path,
+    overlay: bool,
+    claimed: dict[str, Path],
+    summary: Summary,
+) -> None:
+    stem = image_path.stem
+    if stem in claimed:
+        summary.failures.append(
+            Failure(
+                image_path,
+                f"its output name {stem}_lmk68.npy is taken by {claimed[stem]}; rename one "
+                "of them or run them into different --out folders",
+            )
+        )
+        return
+    try:
+        image = load_image(image_path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            detection = detector.detect(image, str(image_path))
+    except ImageError as exc:  # includes NoFaceError and bad landmark files
+        summary.failures.append(Failure(image_path, _without_prefix(str(exc), image_path)))
+        return
+    claimed[stem] = image_path
+    notes = [w for w in caught if issubclass(w.category, MultipleFacesWarning)]
+    for w in caught:  # anything else (a library's deprecation notice) is passed on as is
+        if w not in notes:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    landmark_file = _write_atomic(
+        out_dir / f"{stem}_lmk68.npy",
+        lambda handle: np.save(handle, detection.landmarks.astype(np.float32)),
+    )
+    overlay_file = None
+    if overlay:
+        from PIL import Image
+
+        drawn = Image.fromarray(draw_landmarks(image, detection))
+        overlay_file = _write_atomic(
+            out_dir / f"{stem}_lmk68.png", lambda handle: drawn.save(handle, format="PNG")
+        )
+    summary.results.append(
+        Result(
+            image_path,
+            landmark_file,
+            overlay_file,
+            detection,
+            [_without_prefix(str(w.message), image_path) for w in notes],
+        )
+    )
+
+
+def _without_prefix(message: str, image_path: Path) -> str:
+    """Messages start with the file name; the summary lists it already."""
+    prefix = f"{image_path}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def _progress_bar():
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}", style="bold"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
