@@ -247,13 +247,16 @@ def _mix(base: np.ndarray, colour, weight: np.ndarray) -> np.ndarray:
     return base * (1.0 - w) + np.asarray(colour, dtype=np.float64) * w
 
 
-def _paint_face(img: np.ndarray, phi: np.ndarray, lat: np.ndarray) -> np.ndarray:
+def _paint_face(img: np.ndarray, phi: np.ndarray, lat: np.ndarray, eyes: bool = True) -> np.ndarray:
     """Paint brows, eyes and lips; every one fades to zero well inside the
-    window the caller passes, so painting only there leaves no edges."""
+    window the caller passes, so painting only there leaves no edges.
+
+    ``eyes=False`` leaves the eyes unpainted, for heads with eyeballs of their own
+    (the FLAME-format demo head paints its eyelids itself).
+    """
     aphi = np.abs(phi)
 
     # Eyebrows: tapered arcs above each eye.
-    e_phi, e_lat = _EYE
     t = (aphi - 0.12) / 0.5  # 0 at the inner end, 1 at the outer end
     arc = _BROW_LAT - 0.005 + 0.05 * np.sin(math.pi * np.clip(t, 0.0, 1.0) * 0.8)
     thick = 0.034 * (1.0 - 0.6 * t)
@@ -261,7 +264,15 @@ def _paint_face(img: np.ndarray, phi: np.ndarray, lat: np.ndarray) -> np.ndarray
     brow = inside * _smoothstep(1.0, 0.7, np.abs(lat - arc) / np.maximum(thick, 1e-3))
     img = _mix(img, (0.24, 0.15, 0.09), 0.9 * brow)
 
-    # Eyes: almond-shaped white, blue iris, pupil, a highlight, a lash line.
+    if eyes:
+        img = _paint_eyes(img, phi, lat)
+    return _paint_lips(img, phi, lat)
+
+
+def _paint_eyes(img: np.ndarray, phi: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Eyes: almond-shaped white, blue iris, pupil, a highlight, a lash line."""
+    aphi = np.abs(phi)
+    e_phi, e_lat = _EYE
     x = (aphi - e_phi) / 0.16
     y = (lat - e_lat) / 0.055
     lid = 1.0 - x * x  # half-height of the opening; negative beyond the corners
@@ -275,9 +286,12 @@ def _paint_face(img: np.ndarray, phi: np.ndarray, lat: np.ndarray) -> np.ndarray
     glint = np.hypot(aphi - e_phi + 0.012 * np.sign(phi), lat - e_lat - 0.015)
     img = _mix(img, (1.0, 1.0, 1.0), eye * _smoothstep(0.012, 0.007, glint))
     lash = _smoothstep(0.09, 0.0, np.abs(y - lid - 0.05)) * _smoothstep(1.1, 0.95, np.abs(x))
-    img = _mix(img, (0.15, 0.09, 0.07), 0.85 * lash)
+    return _mix(img, (0.15, 0.09, 0.07), 0.85 * lash)
 
-    # Lips: a cupid's-bow upper lip, a fuller lower lip, a dark slit.
+
+def _paint_lips(img: np.ndarray, phi: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Lips: a cupid's-bow upper lip, a fuller lower lip, a dark slit."""
+    aphi = np.abs(phi)
     x = phi / 0.19
     fullness = np.clip(1.0 - x * x, 0.0, None) ** 0.6
     bow = 1.0 - 0.3 * np.exp(-((x / 0.12) ** 2))
@@ -303,6 +317,15 @@ def _paint_texture(size: int) -> np.ndarray:
     # row 0 on the crown and row size-1 on the bottom pole; see _texel_uv.
     phi_1d = np.linspace(-math.pi, math.pi, size)
     lat_1d = np.linspace(0.5 * math.pi, -0.5 * math.pi, size)
+    return _paint_lonlat(phi_1d, lat_1d)
+
+
+def _paint_lonlat(phi_1d: np.ndarray, lat_1d: np.ndarray, eyes: bool = True) -> np.ndarray:
+    """Paint the head on the texel grid of columns ``phi_1d`` x rows ``lat_1d``.
+
+    Returns [len(lat_1d), len(phi_1d), 3] float64 in [0, 1]. Shared with the
+    FLAME-format demo head, which lays its texture atlas out differently.
+    """
     phi, lat = np.meshgrid(phi_1d, lat_1d)
 
     # Skin: a warm base with gentle, low-frequency blotchiness. Integer
@@ -313,7 +336,7 @@ def _paint_texture(size: int) -> np.ndarray:
         + 0.02 * np.cos(7.0 * phi + 5.0 * lat)
     )
     # Rosy cheeks, nose tip and ears, dark nostrils.
-    tint = np.zeros((size, size, 3))
+    tint = np.zeros(phi.shape + (3,))
     tint[..., 1] -= 0.07 * _pair(phi, lat, 0.6, -0.3, 0.16, 0.12)
     tint[..., 1] -= 0.08 * _bump(phi, lat, 0.0, _NOSE_TIP_LAT, 0.08, 0.06)
     tint[..., 1] -= 0.07 * _pair(phi, lat, _EAR[0], _EAR[1], 0.1, 0.16)
@@ -337,7 +360,7 @@ def _paint_texture(size: int) -> np.ndarray:
     rows = np.flatnonzero((lat_1d > -0.75) & (lat_1d < 0.4))
     if cols.size and rows.size:
         win = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        img[win] = _paint_face(img[win], phi[win], lat[win])
+        img[win] = _paint_face(img[win], phi[win], lat[win], eyes=eyes)
     return np.clip(img, 0.0, 1.0)
 
 

@@ -1,7 +1,6 @@
-"""flamekit's built-in plugins.
+"""flamekit's built-in plugins: landmark detectors, segmenters, losses, renderer backends.
 
-They are packaged separately from the core library so that they load exactly like a
-third-party plugin package would. The plugin system itself (hook specifications, the
-``flamekit`` entry-point group, detectors, segmenters, inpainters, losses) is not built yet;
-the renderer backends currently register through :func:`flamekit.render.register_backend`.
+They are packaged apart from the core library and registered through the ``flamekit``
+entry-point group by flamekit's own ``pyproject.toml``, so they load exactly like a
+third-party plugin package (see docs/PLUGINS.md).
 """
