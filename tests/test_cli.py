@@ -62,3 +62,38 @@ def test_render_demo_reports_an_unwritable_output(tmp_path):
     )
     assert result.exit_code == 1
     assert "cannot write" in result.output
+
+
+def test_render_demo_with_a_missing_model_says_where_to_get_it(tmp_path):
+    result = runner.invoke(
+        app,
+        ["render-demo", "--out", str(tmp_path / "x.png"), "--model", str(tmp_path / "m.pkl")],
+    )
+    assert result.exit_code == 2
+    assert "m.pkl" in result.output and "flame.is.tue.mpg.de" in result.output
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_render_demo_renders_a_flame_model_file(tmp_path, shared_data):
+    model = shared_data / "flame_test_model" / "flame2023_open_test.pkl"
+    landmarks = shared_data / "flame_topology" / "landmark_embedding.npz"
+    out = tmp_path / "flame.png"
+    result = runner.invoke(
+        app,
+        [
+            "render-demo",
+            "--out",
+            str(out),
+            "--size",
+            "48",
+            "--backend",
+            "torch",
+            "--model",
+            str(model),
+        ],
+        env={"FLAMEKIT_HOME": str(tmp_path / "home"), "FLAMEKIT_LANDMARKS": str(landmarks)},
+    )
+    assert result.exit_code == 0, result.output
+    image = np.asarray(Image.open(out))
+    head = np.abs(image.astype(int) - np.array([237, 240, 245])).sum(-1) > 30
+    assert image.shape == (48, 144, 3) and 0.2 < head.mean() < 0.8

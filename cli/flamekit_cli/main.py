@@ -10,6 +10,7 @@ import typer
 from flamekit_cli.detect_cmd import detect_command
 from flamekit_cli.models import app as models_app
 from flamekit_cli.plugins_cmd import plugins_command
+from flamekit_cli.segment_cmd import segment_command
 
 app = typer.Typer(
     name="flamekit",
@@ -18,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(models_app, name="models")
+app.command("segment")(segment_command)
 app.command("plugins")(plugins_command)
 app.command("detect")(detect_command)
 
@@ -32,11 +34,23 @@ def render_demo_command(
     ] = 512,
     backend: Annotated[str, typer.Option(help="Renderer backend: flamekit or torch.")] = "flamekit",
     device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")] = "cpu",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="A registered FLAME model name or a model file (default: the built-in demo "
+            "head, which is not FLAME)."
+        ),
+    ] = None,
+    jaw_open: Annotated[
+        float, typer.Option(help="Jaw rotation (radians) of the last view; 0 keeps it shut.")
+    ] = 0.25,
 ) -> None:
-    """Render the built-in demo head (not FLAME) from three views to a PNG."""
+    """Render a head from three views to a PNG: the built-in demo head (not FLAME) by default,
+    or a FLAME model with --model. The last view opens the jaw."""
     import torch
 
     from flamekit.demo import render_demo
+    from flamekit.model.data import FlameFileError
     from flamekit.render import BackendUnavailableError
 
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -47,7 +61,12 @@ def render_demo_command(
         )
         raise typer.Exit(2)
     try:
-        path = render_demo(out, size=size, backend=backend, device=device)
+        path = render_demo(
+            out, size=size, backend=backend, device=device, model=model, jaw_open=jaw_open
+        )
+    except FlameFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     except BackendUnavailableError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
