@@ -242,6 +242,32 @@ def test_cli_lists_the_example_and_the_builtins(example):
     assert bad.exit_code == 2 and "kinds: landmark-detector" in bad.output
 
 
+def test_the_pipeline_selects_the_example_detector_by_name(example, tmp_path):
+    """`flamekit detect --detector example-mean-face` runs the third-party part end to end."""
+    image = np.full((96, 128, 3), 200, np.uint8)
+    image[20:80, 40:90] = (190, 140, 120)
+    from PIL import Image
+
+    Image.fromarray(image).save(tmp_path / "toy.png")
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "detect",
+            str(tmp_path / "toy.png"),
+            "--detector",
+            "example-mean-face",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    landmarks = np.load(out / "toy_lmk68.npy")
+    assert landmarks.shape == (68, 2) and landmarks.dtype == np.float32
+    assert (landmarks[:, 0] >= 0).all() and (landmarks[:, 0] < 128).all()
+
+
 # -- failures are warnings, never crashes -------------------------------------------------------
 
 
