@@ -30,7 +30,7 @@ from flamekit.plugin_types import (
 KIND = "landmark-detector"
 
 #: Name endings of files flamekit writes beside photos; folders and globs skip them.
-SIDE_FILE_ENDINGS = ("_lmk68", "_skin")
+SIDE_FILE_ENDINGS = ("_lmk68", "_skin", "_mask", "_mask_overlay")
 
 #: Overlay colours per iBUG region (index range, RGB).
 REGION_COLOURS = (
