@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
+from flamekit import plugins
 from flamekit.detect import detect_images, expand_images
 from flamekit.plugin_types import (
     Detection,
@@ -525,3 +526,13 @@ def test_cli_runs_fan_with_a_weights_path(shared_data, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert np.load(out / f"{FACES[0]}_lmk68.npy").shape == (68, 2)  # random weights: any points
     assert not (out / f"{FACES[0]}_lmk68.png").exists()
+
+
+def test_file_detector_reads_the_landmarks_beside_real_photos(shared_data):
+    folder = _faces(shared_data)
+    detector = plugins.landmark_detector("file")
+    for name in FACES[:3]:
+        image, reference = _load(folder, name)
+        detection = detector.detect(image, str(folder / f"{name}.png"))
+        np.testing.assert_allclose(detection.landmarks, reference)
+        assert detection.image_size == image.shape[:2]

@@ -16,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flamekit import plugins
+from flamekit.io.image import load_image
 from flamekit.plugin_types import (
     Detection,
     ImageError,
@@ -515,3 +516,18 @@ def test_segment_images_falls_back_to_the_detector(tmp_path):
     assert detector.calls == 1 and built == [True]
     assert summary.results[0].landmarks == "detector"
     assert 0.1 < summary.results[0].skin_fraction < 0.5
+
+
+def test_file_and_face_parsing_segmenters_on_real_photos(shared_data, parsing_weights):
+    """Every built-in segmenter runs on the real photos: masks of the image's size."""
+    folder = shared_data / "faces"
+    photos = sorted(p for p in folder.glob("ffhq_*.png") if "_" not in p.stem[5:])[:3]
+    assert photos, f"no photos in {folder}"
+    parsing = plugins.segmenter("face-parsing", weights=parsing_weights)
+    for photo in photos:
+        image = load_image(photo)
+        reference = np.asarray(Image.open(folder / f"{photo.stem}_skin.png")) > 127
+        mask = plugins.segmenter("file").segment(image, None, str(photo))
+        np.testing.assert_array_equal(mask, reference)  # the side file, read as skin > 127
+        parsed = parsing.segment(image, None, str(photo))
+        assert parsed.shape == image.shape[:2] and parsed.dtype == bool
