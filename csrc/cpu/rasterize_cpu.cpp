@@ -61,6 +61,8 @@ void depth_test_triangle<float>(const TriangleSetup<float>& s, uint32_t f, int y
     owns[m] = int4{} - int(s.owns[m]);
   }
   const float4 orientation = float4{} + s.orientation;
+  const float4 zv_w[3] = {float4{} + s.w[0], float4{} + s.w[1], float4{} + s.w[2]};
+  const float4 zv_z[3] = {float4{} + s.z[0], float4{} + s.z[1], float4{} + s.z[2]};
   for (int i = y0; i <= y1; ++i) {
     float bt[3];
     row_terms(s, py[i], bt);
@@ -79,15 +81,18 @@ void depth_test_triangle<float>(const TriangleSetup<float>& s, uint32_t f, int y
         const float4 ue = orientation * uv[e];
         inside &= (ue > 0.0f) | ((ue == 0.0f) & owns[e]);
       }
+      bool any = false;
+      for (int l = 0; l < 4; ++l) any |= inside[l] != 0;
+      if (!any) continue;
+      // Depth for all four lanes at once: the same operations in the same order as the
+      // scalar path, each rounded once, so the values are bit-identical to it.
+      const float4 nw = (uv[0] * zv_w[0] + uv[1] * zv_w[1]) + uv[2] * zv_w[2];
+      const float4 nz = (uv[0] * zv_z[0] + uv[1] * zv_z[1]) + uv[2] * zv_z[2];
+      const float4 z = nz / nw;
       for (int l = 0; l < 4 && j0 + l <= s.x1; ++l) {
-        if (!inside[l]) continue;
-        const float u[3] = {uv[0][l], uv[1][l], uv[2][l]};
-        const float nw = (u[0] * s.w[0] + u[1] * s.w[1]) + u[2] * s.w[2];
-        if (!(nw != 0.0f)) continue;
-        const float nz = (u[0] * s.z[0] + u[1] * s.z[1]) + u[2] * s.z[2];
-        const float z = nz / nw;
-        if (!(z >= -1.0f && z <= 1.0f)) continue;
-        const uint64_t packed = pack_fragment(z, f);
+        if (!inside[l] || !(nw[l] != 0.0f)) continue;
+        if (!(z[l] >= -1.0f && z[l] <= 1.0f)) continue;
+        const uint64_t packed = pack_fragment(z[l], f);
         if (packed < frag_row[j0 + l]) frag_row[j0 + l] = packed;
       }
     }

@@ -62,6 +62,14 @@ void backward_range(const T* albedo, const T* normals, const T* sh, int64_t HW,
         gs[c] = gi * albedo[p * 3 + c];
         if (grad_shading) gs[c] += grad_shading[p * 3 + c];
       }
+      if (gs[0] == T(0) && gs[1] == T(0) && gs[2] == T(0)) {
+        // No gradient reaches the shading (zero albedo: background, or a zero upstream
+        // gradient): nothing flows to the normals or the lighting. Common: about two thirds
+        // of a face render is background.
+        T* gn = grad_normals + p * 3;
+        gn[0] = gn[1] = gn[2] = T(0);
+        continue;
+      }
       T dn[9];
       for (int k = 0; k < 9; ++k) {
         dn[k] = (gs[0] * coef[k][0] + gs[1] * coef[k][1]) + gs[2] * coef[k][2];
