@@ -123,8 +123,9 @@ def save_obj(
     texture: ArrayLike | None = None,
     normals: bool = True,
     material_name: str = "flamekit_albedo",
+    texture_name: str | None = None,
 ) -> list[Path]:
-    """Write a (textured) triangle mesh as OBJ, with ``<stem>.mtl`` and ``<stem>.png`` next to it.
+    """Write a (textured) triangle mesh as OBJ, with ``<stem>.mtl`` and a PNG next to it.
 
     Args:
         path: the ``.obj`` file (``.obj`` is appended when missing); its name must not contain
@@ -136,6 +137,9 @@ def save_obj(
             uint8 array; image row 0 is v = 1. Needs UVs. Writes the MTL and PNG.
         normals: also write area-weighted vertex normals (``vn``) and ``v/vt/vn`` corners.
         material_name: the MTL material name (no spaces).
+        texture_name: file name of the PNG in the OBJ's folder (a bare ``.png`` name without
+            spaces), for layouts with a fixed name such as ``texture.png``; default
+            ``<stem>.png``.
 
     Returns:
         The written paths: the OBJ, then the MTL and PNG when a texture was given.
@@ -174,6 +178,16 @@ def save_obj(
     material_files: list[Path] = []
     mtl_path = path.with_suffix(".mtl")
     png_path = path.with_suffix(".png")
+    if texture_name is not None:
+        _check_name(texture_name, "the texture file name")
+        if Path(texture_name).name != texture_name or texture_name in (".", ".."):
+            raise ValueError(
+                f"texture_name {texture_name!r} must be a bare file name: the MTL refers to it "
+                "relative to the OBJ's folder"
+            )
+        if Path(texture_name).suffix.lower() != ".png":
+            raise ValueError(f"texture_name {texture_name!r} must end in .png (it is a PNG)")
+        png_path = path.with_name(texture_name)
     if texture is not None:
         from PIL import Image
 

@@ -106,17 +106,22 @@ class LandmarkLoss(_BuiltinLoss):
     Options:
         scale: pixels per unit, the distances are divided by it first (e.g. the crop size to
             make the value resolution-independent); 1 keeps pixels^2.
+        squared: False uses the distance itself (the mean Euclidean error of the original
+            FLAME fitting code, whose gradient does not fade as the points converge).
     """
 
     name = "landmark"
     inputs = ("landmarks2d", "target_landmarks")
     optional_inputs = ("landmark_weights",)
 
-    def __init__(self, scale: float = 1.0) -> None:
+    def __init__(self, scale: float = 1.0, squared: bool = True) -> None:
         self.scale = _positive("scale", scale)
+        self.squared = bool(squared)
 
     def _per_point(self, squared: torch.Tensor) -> torch.Tensor:
-        return squared
+        if self.squared:
+            return squared
+        return (squared + 1e-12).sqrt()  # smooth at zero distance
 
     def __call__(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         pred, target = _landmark_pair(self, values)
