@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from flamekit_cli.detect_cmd import detect_command
+from flamekit_cli.fit_cmd import demo_command, fit_command
 from flamekit_cli.models import app as models_app
 from flamekit_cli.plugins_cmd import plugins_command
 from flamekit_cli.segment_cmd import segment_command
@@ -22,6 +23,8 @@ app.add_typer(models_app, name="models")
 app.command("segment")(segment_command)
 app.command("plugins")(plugins_command)
 app.command("detect")(detect_command)
+app.command("fit")(fit_command)
+app.command("demo")(demo_command)
 
 
 @app.command("render-demo")
