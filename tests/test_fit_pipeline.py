@@ -232,3 +232,128 @@ def test_demo_fits_the_astronaut(tmp_path, home):
     ):
         assert (folder / name).is_file(), name
     assert np.asarray(Image.open(folder / "render.png")).shape == (512, 512, 3)
+
+
+def _demo_texture_space(path):
+    """A small texture space for the demo head: its painted texture as the mean."""
+    import torch
+
+    from flamekit.assets.demo_head import demo_head
+    from flamekit.model.texture_space import TextureSpace, save_texture_space
+
+    demo = demo_head()
+    mean = torch.nn.functional.interpolate(
+        torch.from_numpy(demo.texture).permute(2, 0, 1)[None], size=(64, 64), mode="area"
+    )[0]
+    components = 0.05 * torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    space = TextureSpace(
+        mean,
+        components,
+        std=torch.ones(3),
+        uvs=torch.from_numpy(demo.data.uvs),
+        uv_faces=torch.from_numpy(demo.data.uv_faces),
+        provenance={"test": True},
+    )
+    return save_texture_space(space, path)
+
+
+@requires_extension
+def test_fit_with_a_texture_space(shared_data, tmp_path, home):
+    faces = shared_data / "faces"
+    space = _demo_texture_space(tmp_path / "space.npz")
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(faces / "ffhq_00005.png"),
+            "--out",
+            str(tmp_path / "o"),
+            "--texture-space",
+            str(space),
+            "--landmarks",
+            str(faces),
+            "--mask",
+            str(faces),
+            "-q",
+            "-s",
+            "model.num_texture=3",
+            *FAST,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "o" / "ffhq_00005"
+    with np.load(folder / "params.npz") as npz:
+        assert npz["texture"].shape == (3,) and np.abs(npz["texture"]).sum() > 0
+    params = json.loads((folder / "params.json").read_text())
+    assert str(space) in json.dumps(params)
+
+
+@requires_extension
+def test_ctrl_c_keeps_finished_images(shared_data, tmp_path, home, monkeypatch):
+    from flamekit.fitting import fitter as fitter_module
+
+    faces = shared_data / "faces"
+    real_fit = fitter_module.Fitter.fit
+    calls = {"n": 0}
+
+    def interrupted_fit(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(fitter_module.Fitter, "fit", interrupted_fit)
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(faces / "ffhq_00006.png"),
+            str(faces / "ffhq_00007.png"),
+            "--out",
+            str(tmp_path / "o"),
+            "--batch-size",
+            "1",
+            "--landmarks",
+            str(faces),
+            "--mask",
+            str(faces),
+            "-q",
+            *FAST,
+        ],
+    )
+    assert result.exit_code == 130
+    assert "interrupted" in result.output
+    assert (tmp_path / "o" / "ffhq_00006" / "metrics.json").is_file()
+    assert not (tmp_path / "o" / "ffhq_00007").exists()
+
+
+@requires_extension
+def test_early_stop_on_convergence(shared_data, tmp_path, home):
+    faces = shared_data / "faces"
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(faces / "ffhq_00008.png"),
+            "--out",
+            str(tmp_path / "o"),
+            "--landmarks",
+            str(faces),
+            "--mask",
+            str(faces),
+            "-q",
+            *FAST,
+            "-s",
+            "stages.full.iterations=400",
+            "-s",
+            "stages.full.early_stop=true",
+            "-s",
+            "stages.full.patience=10",
+            "-s",
+            "stages.full.rel_tol=0.5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "o" / "ffhq_00008" / "metrics.json").read_text())
+    assert metrics["stopped_early"]["full"] is True
+    assert metrics["iterations"]["full"] < 400
