@@ -9,17 +9,21 @@ why.
 
 from __future__ import annotations
 
-import glob
-import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
-from flamekit.io.image import IMAGE_SUFFIXES, load_image
+from flamekit.batch import (
+    Failure,
+    expand_images,
+    progress_bar,
+    without_file_prefix,
+)
+from flamekit.io.atomic import atomic_write
+from flamekit.io.image import load_image
 from flamekit.plugin_types import (
     Detection,
     ImageError,
@@ -29,8 +33,6 @@ from flamekit.plugin_types import (
 
 KIND = "landmark-detector"
 
-#: Name endings of files flamekit writes beside photos; folders and globs skip them.
-SIDE_FILE_ENDINGS = ("_lmk68", "_skin", "_mask", "_mask_overlay")
 
 #: Overlay colours per iBUG region (index range, RGB).
 REGION_COLOURS = (
@@ -75,14 +77,6 @@ class Result:
 
 
 @dataclass
-class Failure:
-    """One image skipped, and why (the message names the file and the fix)."""
-
-    image: Path
-    reason: str
-
-
-@dataclass
 class Summary:
     """What :func:`detect_images` did. ``ok`` is False when any image failed."""
 
@@ -122,59 +116,6 @@ def landmark_detector(name: str, **options) -> LandmarkDetector:
     from flamekit import plugins
 
     return plugins.landmark_detector(name, **options)
-
-
-def expand_images(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Failure]]:
-    """Files, folders (their images, not recursive) and globs -> image paths, in order.
-
-    Explicit files are kept whatever their suffix (load_image judges them); folders and globs
-    give only files with an image suffix that are not flamekit side files (``*_lmk68.png``
-    overlays, ``*_skin.png`` masks). Inputs that match nothing become failures.
-    """
-    found: list[Path] = []
-    failures: list[Failure] = []
-
-    def is_photo(path: Path) -> bool:
-        return (
-            path.is_file()
-            and path.suffix.lower() in IMAGE_SUFFIXES
-            and not path.stem.endswith(SIDE_FILE_ENDINGS)
-        )
-
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            matches = sorted(p for p in path.iterdir() if is_photo(p))
-            if not matches:
-                failures.append(Failure(path, "folder holds no images"))
-        elif path.exists():
-            matches = [path]
-        elif glob.has_magic(str(item)):
-            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
-            matches = [p for p in matches if is_photo(p)]
-            if not matches:
-                failures.append(Failure(path, "no images match this pattern"))
-        else:
-            matches = []
-            failures.append(Failure(path, "file not found; check the path"))
-        found.extend(matches)
-    unique: dict[Path, Path] = {}
-    for path in found:  # the same file twice (a.png, ./a.png) runs once
-        unique.setdefault(path.resolve(), path)
-    return list(unique.values()), failures
-
-
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write through a temporary file and rename, so ``path`` is never half written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:  # including KeyboardInterrupt: leave no partial file
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def draw_landmarks(image: np.ndarray, detection: Detection) -> np.ndarray:
@@ -226,7 +167,7 @@ def detect_images(
     summary = Summary(failures=failures, out_dir=out_dir)
     claimed: dict[str, Path] = {}
 
-    bar = _progress_bar() if progress else None
+    bar = progress_bar() if progress else None
     task = bar.add_task("detecting landmarks", total=len(images)) if bar else None
     try:
         if bar:
@@ -269,14 +210,14 @@ def _detect_one(
             warnings.simplefilter("always")
             detection = detector.detect(image, str(image_path))
     except ImageError as exc:  # includes NoFaceError and bad landmark files
-        summary.failures.append(Failure(image_path, _without_prefix(str(exc), image_path)))
+        summary.failures.append(Failure(image_path, without_file_prefix(str(exc), image_path)))
         return
     claimed[stem] = image_path
     notes = [w for w in caught if issubclass(w.category, MultipleFacesWarning)]
     for w in caught:  # anything else (a library's deprecation notice) is passed on as is
         if w not in notes:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    landmark_file = _write_atomic(
+    landmark_file = atomic_write(
         out_dir / f"{stem}_lmk68.npy",
         lambda handle: np.save(handle, detection.landmarks.astype(np.float32)),
     )
@@ -285,7 +226,7 @@ def _detect_one(
         from PIL import Image
 
         drawn = Image.fromarray(draw_landmarks(image, detection))
-        overlay_file = _write_atomic(
+        overlay_file = atomic_write(
             out_dir / f"{stem}_lmk68.png", lambda handle: drawn.save(handle, format="PNG")
         )
     summary.results.append(
@@ -294,34 +235,6 @@ def _detect_one(
             landmark_file,
             overlay_file,
             detection,
-            [_without_prefix(str(w.message), image_path) for w in notes],
+            [without_file_prefix(str(w.message), image_path) for w in notes],
         )
-    )
-
-
-def _without_prefix(message: str, image_path: Path) -> str:
-    """Messages start with the file name; the summary lists it already."""
-    prefix = f"{image_path}: "
-    return message[len(prefix) :] if message.startswith(prefix) else message
-
-
-def _progress_bar():
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}", style="bold"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
     )

@@ -12,15 +12,14 @@ writes) in ``landmarks_dir`` or beside the image, else from the detector passed 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
-from flamekit.detect import Failure, expand_images
+from flamekit.batch import Failure, expand_images, progress_bar, without_file_prefix
+from flamekit.io.atomic import atomic_write
 from flamekit.plugin_types import (
     ImageError,
     LandmarkDetector,
@@ -161,24 +160,11 @@ def _expand(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Failure]]:
     return list(unique.values()), failures
 
 
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write through a temporary file and rename, so ``path`` is never half written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:  # including KeyboardInterrupt: leave no partial file
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _save_png(path: Path, array: np.ndarray) -> Path:
     from PIL import Image
 
     picture = Image.fromarray(array)
-    return _write_atomic(path, lambda handle: picture.save(handle, format="PNG"))
+    return atomic_write(path, lambda handle: picture.save(handle, format="PNG"))
 
 
 class _Detector:
@@ -238,7 +224,7 @@ def segment_images(
     claimed: dict[str, Path] = {}
     landmark_source = _Detector(detector)
 
-    bar = _progress_bar() if progress else None
+    bar = progress_bar() if progress else None
     task = bar.add_task("segmenting skin", total=len(images)) if bar else None
     try:
         if bar:
@@ -302,41 +288,13 @@ def _segment_one(
     except PluginUnavailableError:
         raise
     except (ImageError, ValueError, OSError) as exc:  # bad photo, landmarks or mask file
-        summary.failures.append(Failure(image_path, _without_prefix(str(exc), image_path)))
+        summary.failures.append(Failure(image_path, without_file_prefix(str(exc), image_path)))
         return
     except Exception as exc:  # a segmenter's own error on one odd image must not end the run
-        reason = f"{type(exc).__name__}: {_without_prefix(str(exc), image_path)}"
+        reason = f"{type(exc).__name__}: {without_file_prefix(str(exc), image_path)}"
         summary.failures.append(Failure(image_path, reason))
         return
     claimed[stem] = image_path
     mask_file = _save_png(out_dir / f"{stem}{MASK_SUFFIX}", mask.astype(np.uint8) * 255)
     overlay_file = _save_png(out_dir / f"{stem}{OVERLAY_SUFFIX}", mask_overlay(image, mask))
     summary.results.append(Result(image_path, mask_file, overlay_file, float(mask.mean()), origin))
-
-
-def _without_prefix(message: str, image_path: Path) -> str:
-    """Messages start with the file name; the summary lists it already."""
-    prefix = f"{image_path}: "
-    return message[len(prefix) :] if message.startswith(prefix) else message
-
-
-def _progress_bar():
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}", style="bold"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )

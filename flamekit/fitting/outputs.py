@@ -23,19 +23,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
 from flamekit.fitting.crop import CropTransform
+from flamekit.io.atomic import atomic_write
 from flamekit.io.mesh_export import save_obj
 
 __all__ = ["ImageFitOutput", "fit_metrics", "write_fit_outputs"]
@@ -232,11 +230,11 @@ def write_fit_outputs(
     (folder / "metrics.json").unlink(missing_ok=True)
     paths: dict[str, Path] = {}
 
-    paths["params_npz"] = _atomic_write(folder / "params.npz", lambda h: _write_npz(h, fit.params))
+    paths["params_npz"] = atomic_write(folder / "params.npz", lambda h: _write_npz(h, fit.params))
     paths["params_json"] = _write_json(folder / "params.json", _params_json(fit))
 
     landmarks = fit.landmarks_original().astype(np.float32)
-    paths["landmarks2d"] = _atomic_write(
+    paths["landmarks2d"] = atomic_write(
         folder / "landmarks2d.npy", lambda h: np.save(h, landmarks, allow_pickle=False)
     )
 
@@ -244,8 +242,7 @@ def write_fit_outputs(
     paths["render"] = _write_png(folder / "render.png", composite)
     paths["mask"] = _write_png(folder / "mask.png", mask)
 
-    mode = paths["params_npz"].stat().st_mode & 0o777  # the umask's, as for any new file
-    paths.update(_write_mesh(fit, folder, mode))
+    paths.update(_write_mesh(fit, folder))
     vis = _visualisation(fit, computed, int(vis_height))
     paths["vis"] = _write_image(folder / "vis.jpg", vis, "JPEG", quality=int(jpeg_quality))
 
@@ -257,23 +254,6 @@ def write_fit_outputs(
 # -- files ---------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write through a temporary file in the same folder and rename it into place.
-
-    The temporary file is opened normally (not with ``mkstemp``), so the result gets the
-    usual umask permissions: fit outputs are meant to be shared and viewed.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # including KeyboardInterrupt: leave no partial file
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _write_npz(handle, params: dict[str, np.ndarray]) -> None:
@@ -307,21 +287,21 @@ def _params_json(fit: ImageFitOutput) -> dict[str, Any]:
 
 def _write_json(path: Path, data: Any) -> Path:
     text = json.dumps(_jsonable(data, path.name), indent=2, allow_nan=False) + "\n"
-    return _atomic_write(path, lambda h: h.write(text.encode("utf-8")))
+    return atomic_write(path, lambda h: h.write(text.encode("utf-8")))
 
 
 def _write_image(path: Path, pixels: np.ndarray, fmt: str, **options) -> Path:
     from PIL import Image
 
     image = Image.fromarray(np.ascontiguousarray(pixels))
-    return _atomic_write(path, lambda h: image.save(h, format=fmt, **options))
+    return atomic_write(path, lambda h: image.save(h, format=fmt, **options))
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> Path:
     return _write_image(path, pixels, "PNG")
 
 
-def _write_mesh(fit: ImageFitOutput, folder: Path, mode: int) -> dict[str, Path]:
+def _write_mesh(fit: ImageFitOutput, folder: Path) -> dict[str, Path]:
     textured = fit.uvs is not None and fit.texture is not None
     written = save_obj(
         folder / "mesh.obj",
@@ -332,8 +312,6 @@ def _write_mesh(fit: ImageFitOutput, folder: Path, mode: int) -> dict[str, Path]
         texture=fit.texture if textured else None,
         texture_name="texture.png",
     )
-    for path in written:  # save_obj writes private files (mkstemp: 0600); match the others
-        os.chmod(path, mode)
     paths = {"mesh": written[0]}
     if textured:
         paths["mtl"], paths["texture"] = written[1], written[2]

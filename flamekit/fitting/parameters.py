@@ -11,22 +11,12 @@ import math
 
 import torch
 
+from flamekit.fitting.config import PARAMETER_GROUPS
 from flamekit.render import OrthographicCamera, PerspectiveCamera
 
 __all__ = ["GROUPS", "FitParameters"]
 
-GROUPS = (
-    "identity",
-    "expression",
-    "global_pose",
-    "neck_pose",
-    "jaw_pose",
-    "eye_pose",
-    "camera",
-    "texture",
-    "lighting",
-    "texture_offset",
-)
+GROUPS = PARAMETER_GROUPS
 
 # OpenCV camera looking at the model's face: model +z (towards the viewer) is camera -z.
 _FACING = torch.tensor([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flamekit.detect import Failure, expand_images
+from flamekit.batch import Failure, expand_images
 from flamekit.fitting.config import FitConfig
 from flamekit.fitting.crop import CropTransform, crop_from_landmarks
 from flamekit.fitting.fitter import FitResult, Fitter

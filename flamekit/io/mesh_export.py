@@ -9,35 +9,19 @@ names in the same folder, which is what Blender and MeshLab resolve.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from flamekit.io.atomic import atomic_write
 
 __all__ = ["save_obj", "save_ply", "vertex_colors_from_texture"]
 
 ArrayLike = torch.Tensor | np.ndarray
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` through a temporary file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _array(value: ArrayLike) -> np.ndarray:
@@ -193,7 +177,7 @@ def save_obj(
 
         pixels = _to_uint8(_texture_hwc(texture))
         image = Image.fromarray(np.ascontiguousarray(pixels))
-        png_written = _atomic_write(png_path, lambda h: image.save(h, format="PNG"))
+        png_written = atomic_write(png_path, lambda h: image.save(h, format="PNG"))
         mtl = (
             "# written by flamekit\n"
             f"newmtl {material_name}\n"
@@ -205,7 +189,7 @@ def save_obj(
             "illum 1\n"
             f"map_Kd {png_path.name}\n"
         )
-        mtl_written = _atomic_write(mtl_path, lambda h: h.write(mtl.encode("utf-8")))
+        mtl_written = atomic_write(mtl_path, lambda h: h.write(mtl.encode("utf-8")))
         material_files = [mtl_written, png_written]
 
     parts = ["# written by flamekit\n"]
@@ -236,7 +220,7 @@ def save_obj(
     line = "f " + " ".join([corner_fmt] * 3)
     parts.append("".join(line % tuple(r) + "\n" for r in table.tolist()))
     text = "".join(parts)
-    return [_atomic_write(path, lambda h: h.write(text.encode("utf-8"))), *material_files]
+    return [atomic_write(path, lambda h: h.write(text.encode("utf-8"))), *material_files]
 
 
 def save_ply(
@@ -302,7 +286,7 @@ def save_ply(
             rows = (f"{x:.9g} {y:.9g} {z:.9g}" for x, y, z in v.tolist())
         lines = list(rows) + [f"3 {a} {b} {c}" for a, b, c in f.tolist()]
         body = ("\n".join(lines) + "\n").encode("ascii") if lines else b""
-    return _atomic_write(path, lambda h: h.write(head + body))
+    return atomic_write(path, lambda h: h.write(head + body))
 
 
 def vertex_colors_from_texture(

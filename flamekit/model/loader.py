@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from flamekit.io.atomic import atomic_write
 from flamekit.model.data import FLAME_JOINT_NAMES, FlameData, FlameFileError, validate_flame_data
 from flamekit.model.safe_pickle import UnsafePickleError, restricted_load, to_plain
 
@@ -205,15 +205,7 @@ def load_flame(path: str | os.PathLike) -> FlameData:
 
 
 def _atomic_savez(path: Path, arrays: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def save_flame_npz(data: FlameData, path: str | os.PathLike) -> Path:

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from flamekit.io.atomic import atomic_write
 from flamekit.model.data import FlameFileError
 from flamekit.model.loader import FLAME_DOWNLOAD_HINT, guess_release
 
@@ -249,10 +250,8 @@ class Registry:
             "entries": {n: asdict(e) for n, e in sorted(self._entries.items())},
             "defaults": self._defaults,
         }
-        fd, tmp = tempfile.mkstemp(prefix=".registry.", dir=self.home)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(state, handle, indent=2)
-        os.replace(tmp, self.file)
+        text = json.dumps(state, indent=2).encode("utf-8")
+        atomic_write(self.file, lambda handle: handle.write(text))
 
     # -- queries
     def entries(self, kind: str | None = None) -> list[RegistryEntry]:

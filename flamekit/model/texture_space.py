@@ -18,9 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from numpy.lib import format as npy_format
 
+from flamekit.io.atomic import atomic_write
 from flamekit.model.data import FlameFileError
 
 __all__ = [
@@ -576,20 +575,6 @@ def load_texture_space(
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic_npz(path: Path, write: Callable[[Any], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _np32(tensor: torch.Tensor) -> np.ndarray:
@@ -635,7 +620,7 @@ def save_texture_space(
     if space.std is not None:
         arrays["std"] = _np32(space.std)
     saver = np.savez_compressed if compressed else np.savez
-    return _atomic_npz(path, lambda handle: saver(handle, **arrays))
+    return atomic_write(path, lambda handle: saver(handle, **arrays))
 
 
 def export_flame_texture_npz(space: TextureSpace, path: str | os.PathLike) -> Path:
@@ -657,4 +642,4 @@ def export_flame_texture_npz(space: TextureSpace, path: str | os.PathLike) -> Pa
             255.0
         )
     arrays = {"mean": np.ascontiguousarray(mean), "tex_dir": tex_dir, **_uv_arrays(space)}
-    return _atomic_npz(path, lambda handle: np.savez(handle, **arrays))
+    return atomic_write(path, lambda handle: np.savez(handle, **arrays))
