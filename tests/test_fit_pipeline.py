@@ -357,3 +357,44 @@ def test_early_stop_on_convergence(shared_data, tmp_path, home):
     metrics = json.loads((tmp_path / "o" / "ffhq_00008" / "metrics.json").read_text())
     assert metrics["stopped_early"]["full"] is True
     assert metrics["iterations"]["full"] < 400
+
+
+@requires_extension
+def test_a_flame_model_without_uvs_fits_without_the_offset(
+    shared_data, tmp_path, home, monkeypatch
+):
+    faces = shared_data / "faces"
+    model = shared_data / "flame_test_model" / "flame2023_open_test.pkl"
+    monkeypatch.setenv(
+        "FLAMEKIT_LANDMARKS", str(shared_data / "flame_topology" / "landmark_embedding.npz")
+    )
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(faces / "ffhq_00009.png"),
+            "--out",
+            str(tmp_path / "o"),
+            "--model",
+            str(model),
+            "--landmarks",
+            str(faces),
+            "--mask",
+            str(faces),
+            *FAST,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "no UV layout" in result.output
+    folder = tmp_path / "o" / "ffhq_00009"
+    assert (folder / "mesh.obj").is_file() and not (folder / "texture.png").exists()
+    params = json.loads((folder / "params.json").read_text())
+    assert "FLAME 2023 Open" in json.dumps(params)
+
+
+def test_an_unknown_loss_name_is_a_usage_error(tmp_path, home):
+    result = runner.invoke(
+        app,
+        ["fit", "x.png", "--out", str(tmp_path), "-s", "stages.full.losses.photometrc=8"],
+    )
+    assert result.exit_code == 2 and "photometrc" in result.output

@@ -28,18 +28,21 @@ def _run(images: list[str], config, out: Path, quiet: bool, **kwargs) -> None:
 
     from flamekit.fitting.pipeline import fit_images
     from flamekit.model.data import FlameFileError
-    from flamekit.model.registry import DemoHeadWarning
     from flamekit.plugin_types import PluginUnavailableError
+    from flamekit.plugins import PluginNotFoundError
 
     try:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", DemoHeadWarning)
+            warnings.simplefilter("always", UserWarning)
             summary = fit_images(images, config, out, progress=not quiet, **kwargs)
-        for warning in caught:
-            if issubclass(warning.category, DemoHeadWarning) and not quiet:
-                typer.echo(f"warning: {warning.message}", err=True)
-    except (FlameFileError, PluginUnavailableError, ValueError) as error:
-        _fail(str(error), 2)
+        shown = set()
+        for warning in caught:  # the demo head, a missing UV layout, several faces, ...
+            text = str(warning.message)
+            if issubclass(warning.category, UserWarning) and not quiet and text not in shown:
+                shown.add(text)
+                typer.echo(f"warning: {text}", err=True)
+    except (FlameFileError, PluginUnavailableError, PluginNotFoundError, ValueError) as error:
+        _fail(str(error).strip('"'), 2)
     if not quiet or not summary.ok:
         typer.echo(summary.format(), err=not summary.ok)
     if summary.interrupted:

@@ -139,6 +139,9 @@ class Fitter:
         )
         self._make_loss = losses or _plugin_loss
         self._loss_cache: dict[str, object] = {}
+        for stage in config.stages:  # unknown loss names fail now, not after minutes of fitting
+            for name in stage.losses:
+                self._loss(name)
 
     # -- pieces of one step
     def _loss(self, name: str):
@@ -262,6 +265,16 @@ class Fitter:
             logs.append(self._run_stage(stage, params, images, targets, masks, progress))
         return self._result(params, images, targets, masks, logs)
 
+    def _active_losses(self, stage, params: FitParameters) -> dict[str, float]:
+        """The stage's losses with a weight, minus those reading a group this fit lacks
+        (the offset losses when there is no texture offset)."""
+        active = {}
+        for name, weight in stage.losses.items():
+            inputs = getattr(self._loss(name), "inputs", ())
+            if weight and not ("texture_offset" in inputs and params.texture_offset is None):
+                active[name] = weight
+        return active
+
     def _stage_weights(self, stage, batch: int) -> torch.Tensor:
         weights = torch.ones(batch, 68, device=self.device)
         if stage.landmarks == "static":
@@ -278,7 +291,7 @@ class Fitter:
         ):
             groups.append("focal")
         tensors = [t for g in groups for t in params.group(g)]
-        weights_by_loss = {n: w for n, w in stage.losses.items() if w}
+        weights_by_loss = self._active_losses(stage, params)
         if not tensors or stage.iterations <= 0:
             return log
         if not weights_by_loss:
@@ -326,9 +339,7 @@ class Fitter:
             params, images, targets, weights, masks, need_render=True
         )
         terms, total = {}, torch.zeros(images.shape[0], device=self.device)
-        for name, weight in last.losses.items() if last else ():
-            if not weight:
-                continue
+        for name, weight in self._active_losses(last, params).items() if last else ():
             terms[name] = self._loss(name)(values)
             total = total + weight * terms[name]
         camera = params.camera()

@@ -9,6 +9,7 @@ Ctrl-C stops after the current step and keeps every image already written.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Iterable
@@ -235,6 +236,17 @@ def fit_images(
             num_expression=None,
         )
     space = load_texture_for(head, texture_space, config)
+    if head.uvs is None and config.texture.offset:
+        # FLAME pickles carry no UVs: fit without the offset map rather than refuse.
+        warnings.warn(
+            f"{head.data_release} has no UV layout (register FLAME's head_template_mesh.obj or "
+            "a texture space with `flamekit models add`): fitting without the texture offset "
+            "and without texture.png",
+            stacklevel=2,
+        )
+        config = dataclasses.replace(
+            config, texture=dataclasses.replace(config.texture, offset=False)
+        )
     detector = _detector(config, landmarks)
     segmenter = _segmenter(config, masks)
     fitter = Fitter(head, config, texture_space=space, device=device)
