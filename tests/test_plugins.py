@@ -352,7 +352,8 @@ def test_invalid_registrations_and_unknown_hooks_warn(site):
     assert re.search(
         r"'empty' of distribution empty-plugin 1.0 implements no flamekit hook", problems
     )
-    assert manager.names("inpainter") == []
+    assert "Bad Name" not in manager.names("inpainter")
+    assert "not-callable" not in manager.names("inpainter")
 
 
 # -- names: clashes and unknown names -----------------------------------------------------------
@@ -399,8 +400,8 @@ def test_unknown_names_list_the_known_ones():
     assert set(info.value.known) >= BUILTIN_LOSSES
     with pytest.raises(PluginNotFoundError, match="'photometric' is a loss"):
         manager.create("renderer", "photometric")
-    with pytest.raises(PluginNotFoundError, match="no inpainter plugin is registered"):
-        inpainter("telea")
+    with pytest.raises(PluginNotFoundError, match="no inpainter plugin named 'teleaa'; known: "):
+        inpainter("teleaa")
     with pytest.raises(ValueError, match="unknown plugin kind 'losses'; kinds: landmark-detector"):
         manager.list("losses")
 

@@ -12,6 +12,7 @@ from flamekit_cli.fit_cmd import demo_command, fit_command
 from flamekit_cli.models import app as models_app
 from flamekit_cli.plugins_cmd import plugins_command
 from flamekit_cli.segment_cmd import segment_command
+from flamekit_cli.space_cmd import eval_space_command, sample_space_command
 
 app = typer.Typer(
     name="flamekit",
@@ -24,6 +25,8 @@ app.command("segment")(segment_command)
 app.command("plugins")(plugins_command)
 app.command("detect")(detect_command)
 app.command("fit")(fit_command)
+app.command("sample-space")(sample_space_command)
+app.command("eval-space")(eval_space_command)
 app.command("demo")(demo_command)
 
 
