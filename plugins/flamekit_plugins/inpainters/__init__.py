@@ -1,4 +1,5 @@
-"""flamekit's built-in inpainters: ``harmonic`` (the default, seam-aware) and ``telea``.
+"""flamekit's built-in inpainters: ``harmonic`` (the default, seam-aware), ``telea`` and
+``gmcnn`` (a multi-column network trained on unwrapped maps; usable once trained).
 
 Registering only names the classes; the texel graph and OpenCV are touched when an inpainter
 is used, so listing plugins stays fast.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import flamekit
 from flamekit.hookspecs import Register
+from flamekit_plugins.inpainters.gmcnn import GMCNN, GmcnnInpainter
 from flamekit_plugins.inpainters.harmonic import (
     HarmonicInpainter,
     TexelGraph,
@@ -20,6 +22,8 @@ DEFAULT_INPAINTER = "harmonic"
 
 __all__ = [
     "DEFAULT_INPAINTER",
+    "GMCNN",
+    "GmcnnInpainter",
     "HarmonicInpainter",
     "TeleaInpainter",
     "TexelGraph",
@@ -34,3 +38,4 @@ def register_inpainters(register: Register) -> None:
     """Register the built-in inpainters, the default first."""
     register("harmonic", HarmonicInpainter)
     register("telea", TeleaInpainter)
+    register("gmcnn", GmcnnInpainter)
