@@ -9,6 +9,7 @@ import typer
 
 from flamekit_cli.detect_cmd import detect_command
 from flamekit_cli.fit_cmd import demo_command, fit_command
+from flamekit_cli.fit_texture_cmd import fit_texture_command
 from flamekit_cli.inpaint_cmd import train_inpainter_command
 from flamekit_cli.models import app as models_app
 from flamekit_cli.plugins_cmd import plugins_command
@@ -29,6 +30,7 @@ app.command("fit")(fit_command)
 app.command("sample-space")(sample_space_command)
 app.command("eval-space")(eval_space_command)
 app.command("demo")(demo_command)
+app.command("fit-texture")(fit_texture_command)
 app.command("train-inpainter")(train_inpainter_command)
 
 
