@@ -10,6 +10,7 @@ import typer
 from flamekit_cli.detect_cmd import detect_command
 from flamekit_cli.fit_cmd import demo_command, fit_command
 from flamekit_cli.fit_texture_cmd import fit_texture_command
+from flamekit_cli.init_space_cmd import init_space_command
 from flamekit_cli.inpaint_cmd import train_inpainter_command
 from flamekit_cli.models import app as models_app
 from flamekit_cli.plugins_cmd import plugins_command
@@ -32,6 +33,7 @@ app.command("eval-space")(eval_space_command)
 app.command("demo")(demo_command)
 app.command("fit-texture")(fit_texture_command)
 app.command("train-inpainter")(train_inpainter_command)
+app.command("init-space")(init_space_command)
 
 
 @app.command("render-demo")
