@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from flamekit_cli.build_cmd import build_space_command
 from flamekit_cli.detect_cmd import detect_command
 from flamekit_cli.fit_cmd import demo_command, fit_command
 from flamekit_cli.fit_texture_cmd import fit_texture_command
@@ -34,6 +35,7 @@ app.command("demo")(demo_command)
 app.command("fit-texture")(fit_texture_command)
 app.command("train-inpainter")(train_inpainter_command)
 app.command("init-space")(init_space_command)
+app.command("build-space")(build_space_command)
 
 
 @app.command("render-demo")

@@ -1,0 +1,640 @@
+"""Build a texture (albedo) space from photos: fit, unwrap, complete, PCA.
+
+Stages, each keeping one file per image under ``work_dir`` so that an interrupted or
+extended run resumes where it stopped and never redoes finished work (fits are the
+expensive part):
+
+a. ``fits/<stem>.npz``: the photo fitted with the initial space and the texture offset on;
+   keeps what unwrapping needs (render-size photo, skin mask, posed vertices, camera,
+   shading) so the fit is never repeated.
+b. ``unwrap/<stem>.npz``: the UV albedo of the photo (photo / fitted shading where the texel
+   is visible; this is the fit's space albedo + offset as far as the photo shows it) and
+   the visibility map.
+c. ``complete/<stem>.npz``: the unseen texels filled by an inpainter (the seam-aware
+   harmonic fill by default), so every image gives a full map.
+d. PCA over the completed maps, written with :func:`save_texture_space` plus a
+   ``FLAME_texture.npz``-layout export beside it.
+
+A delete of one stage file redoes that stage (and the later ones, which depend on it) for
+that image only. Every file is written atomically; a failing image is recorded and skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flamekit.batch import Failure, expand_images
+from flamekit.io.atomic import atomic_write
+
+__all__ = ["STAGES", "BuildReport", "StageFailure", "build_space"]
+
+STAGES = ("fit", "unwrap", "complete", "pca")
+_SETTINGS = "settings.json"
+# Settings a work folder's files depend on: reusing a folder with others would mix maps.
+_PINNED = ("texture_size", "render_size", "model", "init_space")
+
+
+@dataclass
+class StageFailure(Failure):
+    """A skipped image, the stage it failed in, and why."""
+
+    stage: str = ""
+
+
+@dataclass
+class BuildReport:
+    """What :func:`build_space` did: per stage, images done now / reused / failed, seconds."""
+
+    out: Path
+    work_dir: Path
+    flame_export: Path | None = None
+    images: int = 0
+    done: dict[str, int] = field(default_factory=lambda: {s: 0 for s in STAGES})
+    reused: dict[str, int] = field(default_factory=lambda: {s: 0 for s in STAGES})
+    seconds: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+    failures: list[Failure] = field(default_factory=list)
+    num_components: int = 0
+    used_images: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.interrupted and self.num_components > 0
+
+    def format(self) -> str:
+        lines = [
+            f"texture space {self.out}: {self.num_components} component(s) from "
+            f"{len(self.used_images)} of {self.images} image(s) (work folder {self.work_dir})"
+        ]
+        for stage in STAGES:
+            lines.append(
+                f"  {stage:<8} done {self.done[stage]:>4}, reused {self.reused[stage]:>4}, "
+                f"{self.seconds[stage]:.1f} s"
+            )
+        if self.interrupted:
+            lines.append("interrupted: finished files are kept; run again to resume")
+        if self.failures:
+            lines.append(f"{len(self.failures)} image(s) failed:")
+            for f in self.failures:
+                stage = getattr(f, "stage", "")
+                lines.append(f"  {f.image}: {f'[{stage}] ' if stage else ''}{f.reason}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _readable(path: Path, keys: Iterable[str]) -> bool:
+    """True when ``path`` holds every key: a file from an older or broken run is redone."""
+    if not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return set(keys) <= set(npz.files)
+    except Exception:  # noqa: BLE001 - any unreadable file is simply redone
+        return False
+
+
+_FIT_KEYS = ("image", "skin_mask", "vertices", "shading", "camera_type")
+_UNWRAP_KEYS = ("albedo_uv", "visible_uv")
+_COMPLETE_KEYS = ("albedo_uv",)
+
+
+# --------------------------------------------------------------------------------------------
+# Cameras to and from arrays
+# --------------------------------------------------------------------------------------------
+
+
+def _camera_arrays(camera, index: int) -> dict[str, np.ndarray]:
+    def get(t) -> np.ndarray:
+        return t[index].detach().cpu().numpy().astype(np.float32)
+
+    if hasattr(camera, "to_camera"):
+        return {
+            "camera_type": np.array("perspective"),
+            "camera_focal": get(camera.focal),
+            "camera_principal_point": get(camera.principal_point),
+            "camera_rotation": get(camera.rotation),
+            "camera_translation": get(camera.translation),
+            "camera_image_size": np.array(camera.image_size, dtype=np.int64),
+        }
+    return {
+        "camera_type": np.array("orthographic"),
+        "camera_scale": get(camera.scale.reshape(-1, 1)),
+        "camera_translation": get(camera.translation),
+        "camera_depth_range": np.array(float(camera.depth_range), dtype=np.float32),
+    }
+
+
+def _camera_from(records: list[dict[str, np.ndarray]], device):
+    from flamekit.render import OrthographicCamera, PerspectiveCamera
+
+    def stack(key: str) -> torch.Tensor:
+        return torch.from_numpy(np.stack([r[key] for r in records])).to(device)
+
+    kinds = {str(r["camera_type"]) for r in records}
+    if len(kinds) != 1:
+        raise ValueError(f"mixed camera types in one batch: {sorted(kinds)}")
+    if kinds == {"perspective"}:
+        return PerspectiveCamera(
+            focal=stack("camera_focal"),
+            principal_point=stack("camera_principal_point"),
+            rotation=stack("camera_rotation"),
+            translation=stack("camera_translation"),
+            image_size=tuple(int(v) for v in records[0]["camera_image_size"]),
+        )
+    return OrthographicCamera(
+        scale=stack("camera_scale"),
+        translation=stack("camera_translation"),
+        depth_range=float(records[0]["camera_depth_range"]),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+
+def _init_space(init_space, resolution: int):
+    """A TextureSpace from an object, a path or a registered name."""
+    from flamekit.model.registry import resolve_file
+    from flamekit.model.texture_space import TextureSpace, load_texture_space
+
+    if isinstance(init_space, TextureSpace):
+        return init_space
+    files = resolve_file(init_space, "texture-space")
+    if files is None:
+        raise ValueError("no initial texture space: give a path or a registered name")
+    return load_texture_space(files[0], num_components=None, resolution=resolution)
+
+
+def _head(model, space):
+    from flamekit.model.registry import load_head
+
+    head = model if isinstance(model, torch.nn.Module) else load_head(model)
+    if head.uvs is None:
+        if space.uvs is None:
+            raise ValueError(
+                "neither the model nor the initial texture space has a UV layout; "
+                "a texture space needs one"
+            )
+        head.set_uv_layout(space.uvs, space.uv_faces)
+    if space.uv_faces is not None and space.uv_faces.shape != head.uv_faces.shape:
+        raise ValueError(
+            f"the initial texture space's UV layout has {space.uv_faces.shape[0]} faces, the "
+            f"model {head.uv_faces.shape[0]}: they belong to different meshes"
+        )
+    return head
+
+
+def _check_settings(work_dir: Path, settings: dict) -> None:
+    path = work_dir / _SETTINGS
+    if path.is_file():
+        old = json.loads(path.read_text())
+        changed = [k for k in _PINNED if k in old and old[k] != settings[k]]
+        if changed:
+            details = ", ".join(f"{k}: {old[k]!r} -> {settings[k]!r}" for k in changed)
+            raise ValueError(
+                f"{work_dir} holds files built with other settings ({details}); use another "
+                "work folder or delete this one"
+            )
+    text = json.dumps(settings, indent=2, default=str)
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def _say(enabled: bool, message: str) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The build
+# --------------------------------------------------------------------------------------------
+
+
+def build_space(
+    images: Iterable[str | Path],
+    init_space,
+    out: str | Path,
+    work_dir: str | Path | None = None,
+    num_components: int = 50,
+    config=None,
+    model=None,
+    landmarks: str | Path | None = None,
+    masks: str | Path | None = None,
+    inpainter: str = "harmonic",
+    texture_size: int = 256,
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    executor: str = "local",
+) -> BuildReport:
+    """Build a texture space from photos (files, folders or globs); see the module docstring.
+
+    Args:
+        init_space: the space fits start from: a :class:`TextureSpace`, a path or a
+            registered name. Its UV layout is the new space's.
+        out: the new space (flamekit format); ``<stem>_FLAME_texture.npz`` goes beside it.
+        work_dir: per-image intermediate files (default ``<out>.work``); reuse it to resume.
+        num_components: K kept (at most images - 1).
+        config: a FitConfig (default ``load_config()``); the texture offset is always on.
+        model: a FlameModel, a registered name or a path (default: the registry / demo head).
+        landmarks, masks: files or folders used instead of a detector / segmenter.
+        inpainter: the inpainter plugin that fills unseen texels.
+        texture_size: T of the new space's maps.
+        batch_size: images fitted / unwrapped together.
+        device: torch device (default: the config's, else cuda when available).
+        executor: only ``"local"`` for now.
+    """
+    from flamekit.fitting.config import config_to_dict, load_config
+    from flamekit.fitting.pipeline import resolve_device
+
+    if executor == "ray":
+        raise NotImplementedError(
+            "executor='ray' is not implemented yet: run with executor='local' (the work "
+            "folder lets several local runs share and resume the per-image stages)"
+        )
+    if executor != "local":
+        raise ValueError(f"unknown executor {executor!r}; use 'local'")
+    if num_components < 1:
+        raise ValueError(f"num_components must be >= 1, got {num_components}")
+    if texture_size < 8:
+        raise ValueError(f"texture_size must be >= 8, got {texture_size}")
+    config = config or load_config(None, [])
+    if not config.texture.offset:  # the offset carries what the initial space cannot
+        config = dataclasses.replace(
+            config, texture=dataclasses.replace(config.texture, offset=True)
+        )
+    dev = resolve_device(str(device) if device is not None else config.device)
+    out = Path(out)
+    work_dir = Path(work_dir) if work_dir is not None else out.with_name(out.name + ".work")
+    report = BuildReport(out=out, work_dir=work_dir)
+
+    paths, failures = expand_images(images)
+    report.failures.extend(failures)
+    stems: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in stems:
+            report.failures.append(
+                StageFailure(path, f"same name as {stems[path.stem]}; rename one", "fit")
+            )
+        else:
+            stems[path.stem] = path
+    report.images = len(paths)
+
+    space = _init_space(init_space, max(texture_size, 64))
+    head = _head(model, space)
+    settings = {
+        "texture_size": int(texture_size),
+        "render_size": int(config.render_size),
+        "model": getattr(head, "data_release", str(model)),
+        "init_space": space.source or "memory",
+        "inpainter": inpainter,
+        "config": config_to_dict(config),
+    }
+    work_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(work_dir, settings)
+    dirs = {s: work_dir / s for s in ("fits", "unwrap", "complete")}
+    failed: set[str] = set()
+
+    def fail(stem: str, stage: str, reason: str) -> None:
+        failed.add(stem)
+        report.failures.append(StageFailure(stems[stem], reason, stage))
+
+    try:
+        _fit_stage(
+            stems,
+            dirs,
+            config,
+            space,
+            head,
+            landmarks,
+            masks,
+            batch_size,
+            dev,
+            report,
+            fail,
+            failed,
+            progress,
+        )
+        _unwrap_stage(
+            stems, dirs, head, config, texture_size, batch_size, dev, report, fail, failed, progress
+        )
+        _complete_stage(stems, dirs, head, inpainter, report, fail, failed, progress)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        return report
+
+    began = time.perf_counter()
+    done = [s for s in stems if s not in failed and (dirs["complete"] / f"{s}.npz").is_file()]
+    if len(done) < 2:
+        report.failures.append(
+            Failure(work_dir, f"a texture space needs at least 2 completed images, got {len(done)}")
+        )
+        return report
+    provenance = {
+        "builder": "flamekit.texture.build_space",
+        "num_images": len(done),
+        "images": [str(stems[s]) for s in done],
+        "failures": [
+            {"image": str(f.image), "stage": getattr(f, "stage", ""), "reason": f.reason}
+            for f in report.failures
+        ],
+        "init_space": space.source or "memory",
+        "model": settings["model"],
+        "inpainter": inpainter,
+        "texture_size": int(texture_size),
+        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": settings["config"],
+    }
+    maps = [_load_npz(dirs["complete"] / f"{s}.npz")["albedo_uv"] for s in done]
+    built = _pca(torch.from_numpy(np.stack(maps)), num_components, head, provenance)
+    _save(built, out, report)
+    report.used_images = done
+    report.num_components = built.num_components
+    report.done["pca"] = 1
+    report.seconds["pca"] = time.perf_counter() - began
+    _say(progress, f"pca: {built.num_components} component(s) from {len(done)} image(s)")
+    return report
+
+
+def _save(space, out: Path, report: BuildReport) -> None:
+    from flamekit.model.texture_space import export_flame_texture_npz, save_texture_space
+
+    save_texture_space(space, out)
+    report.flame_export = export_flame_texture_npz(
+        space, out.with_name(f"{out.stem}_FLAME_texture.npz")
+    )
+
+
+def _pca(maps: torch.Tensor, k: int, head, provenance: dict, exact_limit: int = 4096):
+    """Mean and top-K principal directions of [N,3,T,T] maps.
+
+    Components are unit vectors and ``std`` the coefficients' standard deviations
+    (singular values / sqrt(N-1)), so albedo = mean + sum_k c_k comp_k with c_k ~ N(0, std_k^2),
+    the convention of FLAME's own texture space and of the fitter's regularizer. Up to a few
+    thousand maps: exact, through the N x N Gram matrix (accumulated in float64 over column
+    blocks, so memory stays at the maps themselves); beyond: randomized (``pca_lowrank``).
+    """
+    from flamekit.model.texture_space import TextureSpace
+
+    n = maps.shape[0]
+    shape = maps.shape[1:]
+    flat = maps.reshape(n, -1).to(torch.float32)
+    mean = flat.to(torch.float64).mean(0)
+    centred = flat - mean.to(torch.float32)
+    keep = max(1, min(k, n - 1))
+    provenance["requested_components"] = int(k)
+    block = 1 << 16
+    if n <= exact_limit:
+        gram = torch.zeros(n, n, dtype=torch.float64)
+        for j in range(0, centred.shape[1], block):
+            part = centred[:, j : j + block].to(torch.float64)
+            gram += part @ part.T
+        eigenvalues, u = torch.linalg.eigh(gram)  # ascending
+        eigenvalues, u = eigenvalues.flip(0)[:keep], u.flip(1)[:, :keep]
+        s = eigenvalues.clamp_min(0).sqrt()
+        vt = torch.empty(keep, centred.shape[1], dtype=torch.float64)
+        for j in range(0, centred.shape[1], block):
+            vt[:, j : j + block] = u.T @ centred[:, j : j + block].to(torch.float64)
+        vt = vt / s.clamp_min(1e-12)[:, None]
+    else:
+        _, s, v = torch.pca_lowrank(centred, q=min(keep + 10, n), center=False, niter=4)
+        s, vt = s[:keep].to(torch.float64), v[:, :keep].T.to(torch.float64)
+    # Directions without variance (exactly repeated maps) are noise, not components.
+    real = s > 1e-6 * s[:1].clamp_min(1e-30)
+    s, vt = s[real], vt[real]
+    # A deterministic sign: the largest entry of each component is positive.
+    signs = torch.sign(vt.gather(1, vt.abs().argmax(1, keepdim=True)))
+    vt = vt * torch.where(signs == 0, torch.ones_like(signs), signs)
+    std = s / max(1.0, (n - 1) ** 0.5)
+    return TextureSpace(
+        mean.reshape(shape).float(),
+        vt.reshape(vt.shape[0], *shape).float(),
+        std.float(),
+        uvs=head.uvs.detach().cpu(),
+        uv_faces=head.uv_faces.detach().cpu(),
+        provenance=provenance,
+    )
+
+
+def _pending(
+    stems, folder: Path, keys, report: BuildReport, stage: str, failed, source: Path | None = None
+) -> list[str]:
+    """Images whose ``stage`` file is missing, unreadable, or older than its input file
+    (a redone earlier stage makes the later ones stale)."""
+    todo = []
+    for stem in stems:
+        if stem in failed:
+            continue
+        target = folder / f"{stem}.npz"
+        stale = False
+        if source is not None and target.is_file():
+            before = source / f"{stem}.npz"
+            stale = before.is_file() and before.stat().st_mtime_ns > target.stat().st_mtime_ns
+        if not stale and _readable(target, keys):
+            report.reused[stage] += 1
+        else:
+            todo.append(stem)
+    return todo
+
+
+def _fit_stage(
+    stems,
+    dirs,
+    config,
+    space,
+    head,
+    landmarks,
+    masks,
+    batch_size,
+    device,
+    report,
+    fail,
+    failed,
+    progress,
+) -> None:
+    """Stage a: fit the photos that have no fit file yet."""
+    from flamekit.fitting.fitter import Fitter
+    from flamekit.fitting.pipeline import _detector, _segmenter, prepare_image
+    from flamekit.plugin_types import ImageError, PluginUnavailableError
+
+    began = time.perf_counter()
+    todo = _pending(stems, dirs["fits"], _FIT_KEYS, report, "fit", failed)
+    if todo:
+        detector = _detector(config, landmarks)
+        segmenter = _segmenter(config, masks)
+        fitter = Fitter(head, config, texture_space=space, device=device)
+        step = max(1, batch_size)
+        for start in range(0, len(todo), step):
+            prepared = []
+            for stem in todo[start : start + step]:
+                try:
+                    prepared.append(prepare_image(stems[stem], config, detector, segmenter))
+                except (ImageError, PluginUnavailableError, ValueError, OSError) as error:
+                    fail(stem, "fit", str(error))
+            if not prepared:
+                continue
+            try:
+                result = fitter.fit(
+                    torch.stack([p.render_image for p in prepared]),
+                    torch.stack([p.render_landmarks for p in prepared]),
+                    torch.stack([p.render_mask for p in prepared]),
+                )
+            except (RuntimeError, ValueError) as error:  # e.g. out of memory: skip the batch
+                for item in prepared:
+                    fail(item.path.stem, "fit", f"the batch fit failed: {error}")
+                continue
+            camera = result.parameters.camera()
+            params = result.parameters.as_numpy()
+            for i, item in enumerate(prepared):
+                loss = float(result.losses[i])
+                if not np.isfinite(loss):
+                    fail(item.path.stem, "fit", "the fit diverged (non-finite loss)")
+                    continue
+                _save_npz(
+                    dirs["fits"] / f"{item.path.stem}.npz",
+                    image=item.render_image.numpy().astype(np.float32),
+                    skin_mask=item.render_mask.numpy().astype(np.float32),
+                    vertices=result.vertices[i].detach().cpu().numpy().astype(np.float32),
+                    shading=result.shading[i].detach().cpu().numpy().astype(np.float32),
+                    loss=np.array(loss, dtype=np.float32),
+                    source=np.array(str(item.path)),
+                    **_camera_arrays(camera, i),
+                    **{f"param_{k}": v[i] for k, v in params.items()},
+                )
+                report.done["fit"] += 1
+            _say(progress, f"fit: {report.done['fit']}/{len(todo)} image(s)")
+    report.seconds["fit"] = time.perf_counter() - began
+
+
+def _unwrap_stage(
+    stems, dirs, head, config, size, batch_size, device, report, fail, failed, progress
+) -> None:
+    """Stage b: UV albedo and visibility from every fit without an unwrap file."""
+    from flamekit.render.backends import get_backend
+    from flamekit.texture.unwrap import unwrap
+
+    began = time.perf_counter()
+    todo = _pending(
+        stems, dirs["unwrap"], _UNWRAP_KEYS, report, "unwrap", failed, source=dirs["fits"]
+    )
+    if todo:
+        backend = get_backend(config.renderer)
+        faces = head.faces.to(device)
+        uvs, uv_faces = head.uvs.to(device), head.uv_faces.to(device)
+        step = max(1, batch_size)
+        for start in range(0, len(todo), step):
+            chunk, records = [], []
+            for stem in todo[start : start + step]:
+                try:
+                    records.append(_load_npz(dirs["fits"] / f"{stem}.npz"))
+                    chunk.append(stem)
+                except Exception as error:  # noqa: BLE001 - a broken fit file fails its image
+                    fail(stem, "unwrap", f"cannot read its fit file: {error}")
+            groups: dict[tuple, list[int]] = {}
+            for i, rec in enumerate(records):  # one batch per camera type and render size
+                groups.setdefault((str(rec["camera_type"]), rec["image"].shape), []).append(i)
+            for index in groups.values():
+                recs = [records[i] for i in index]
+
+                def stack(key: str, recs=recs) -> torch.Tensor:
+                    return torch.from_numpy(np.stack([r[key] for r in recs])).to(device)
+
+                camera = _camera_from(recs, device)
+                vertices = stack("vertices")
+                r = recs[0]["image"].shape[-1]
+                rast = backend.rasterize(camera.to_clip(vertices).contiguous(), faces, (r, r))
+                albedo, visible = unwrap(
+                    stack("image"),
+                    vertices,
+                    camera,
+                    faces,
+                    uvs,
+                    uv_faces,
+                    stack("shading"),
+                    stack("skin_mask"),
+                    rast,
+                    size,
+                    backend=backend,
+                )
+                for j, i in enumerate(index):
+                    stem = chunk[i]
+                    if visible[j].sum() == 0:
+                        fail(stem, "unwrap", "no texel of the head is visible on skin")
+                        continue
+                    _save_npz(
+                        dirs["unwrap"] / f"{stem}.npz",
+                        albedo_uv=albedo[j].cpu().numpy().astype(np.float32),
+                        visible_uv=visible[j].cpu().numpy().astype(np.uint8),
+                    )
+                    report.done["unwrap"] += 1
+            _say(progress, f"unwrap: {report.done['unwrap']}/{len(todo)} image(s)")
+    report.seconds["unwrap"] = time.perf_counter() - began
+
+
+def _make_inpainter(name: str, head):
+    from flamekit import plugins
+
+    layout = {
+        "uvs": head.uvs.detach().cpu().numpy(),
+        "uv_faces": head.uv_faces.detach().cpu().numpy(),
+        "faces": head.faces.detach().cpu().numpy(),
+    }
+    try:
+        return plugins.inpainter(name, **layout)
+    except TypeError:  # an inpainter that knows nothing of UV layouts
+        return plugins.inpainter(name)
+
+
+def _complete_stage(stems, dirs, head, name, report, fail, failed, progress) -> None:
+    """Stage c: fill the unseen texels of every unwrapped map without a completed file."""
+    began = time.perf_counter()
+    todo = _pending(
+        stems,
+        dirs["complete"],
+        _COMPLETE_KEYS,
+        report,
+        "complete",
+        failed,
+        source=dirs["unwrap"],
+    )
+    if todo:
+        inpainter = _make_inpainter(name, head)
+        for stem in todo:
+            try:
+                rec = _load_npz(dirs["unwrap"] / f"{stem}.npz")
+            except Exception as error:  # noqa: BLE001
+                fail(stem, "complete", f"cannot read its unwrap file: {error}")
+                continue
+            image = torch.from_numpy(rec["albedo_uv"])[None].float()
+            known = torch.from_numpy(rec["visible_uv"])[None].bool()
+            filled = inpainter.inpaint(image, known)[0].clamp(0, 1)
+            _save_npz(
+                dirs["complete"] / f"{stem}.npz",
+                albedo_uv=filled.numpy().astype(np.float32),
+            )
+            report.done["complete"] += 1
+        _say(progress, f"complete: {report.done['complete']}/{len(todo)} image(s)")
+    report.seconds["complete"] = time.perf_counter() - began
