@@ -7,6 +7,7 @@ space, so the unwrapped albedo and the built mean can be compared with the truth
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +243,14 @@ def test_build_space_resumes_and_recovers_the_mean(photos, head, demo, tmp_path,
     assert space.provenance["failures"][0]["image"].endswith("broken.png")
     assert space.uv_faces is not None and space.std is not None
     assert report.flame_export == tmp_path / "space_FLAME_texture.npz"
+    # The quality report: a space from 6 of the 8 maps judged on the other 2.
+    quality = report.quality
+    assert quality["num_held_out"] == 2 and quality["num_train"] == 6
+    assert set(quality["generalization"]) == set(quality["k_values"])
+    assert quality["compactness"][4] == pytest.approx(1.0)
+    assert 0 < quality["specificity"] < 0.5
+    assert space.provenance["quality"]["method"] == quality["method"]
+    assert "generalization" in report.format()
     with np.load(report.flame_export) as npz:
         assert npz["tex_dir"].shape == (T, T, 3, 4)
 
@@ -295,8 +304,10 @@ def test_build_space_resumes_and_recovers_the_mean(photos, head, demo, tmp_path,
     assert load_texture_space(tmp_path / "cli.npz").num_components == 3
     assert (tmp_path / "cli_FLAME_texture.npz").is_file()
     assert [p.stat().st_mtime_ns for p in fits] == stamps
+    assert "generalization MAE" in result.output  # the quality table, even with -q
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     ray = CliRunner().invoke(app, [*args, "--executor", "ray"])
-    assert ray.exit_code == 2 and "not implemented" in ray.output
+    assert ray.exit_code == 2 and "pip install 'flamekit[ray]'" in ray.output
 
 
 @pytest.mark.parametrize("exact_limit", [4096, 0], ids=["gram", "lowrank"])
@@ -318,9 +329,49 @@ def test_pca_finds_the_generating_space(head, exact_limit):
     assert torch.allclose(back, maps, atol=1e-4)
 
 
-def test_unknown_or_ray_executor(demo, tmp_path):
+def test_gmcnn_inpainter_is_trained_on_the_maps(photos, head, demo, tmp_path, monkeypatch):
+    """No installed GMCNN weights: build-space trains one on its unwrapped maps, resumably."""
+    folder, _ = photos
+    monkeypatch.setenv("FLAMEKIT_HOME", str(tmp_path / "home"))
+    work = tmp_path / "work"
+    kwargs = dict(
+        init_space=str(_init_space(demo, tmp_path)),
+        out=tmp_path / "space.npz",
+        work_dir=work,
+        num_components=3,
+        config=_config(),
+        model=head,
+        landmarks=folder,
+        masks=folder,
+        inpainter="gmcnn",
+        inpainter_steps=2,
+        texture_size=T,
+        batch_size=NUM_IMAGES,
+        progress=False,
+        quality=False,
+    )
+    images = [folder / f"face_{i:02d}.png" for i in range(NUM_IMAGES)]
+    report = build_space(images, **kwargs)
+    assert report.ok and report.done["complete"] == NUM_IMAGES and report.quality is None
+    checkpoint = torch.load(work / "gmcnn.pt", weights_only=True)
+    assert checkpoint["step"] == 2
+    first = np.load(work / "complete" / "face_00.npz")["albedo_uv"]
+    unwrapped = np.load(work / "unwrap" / "face_00.npz")
+    seen = unwrapped["visible_uv"][0] > 0
+    assert np.isfinite(first).all() and ((first >= 0) & (first <= 1)).all()
+    assert np.allclose(first[:, seen], unwrapped["albedo_uv"][:, seen].clip(0, 1), atol=1e-6)
+    # Same steps again: nothing is trained or completed; more steps: resumed, all redone.
+    again = build_space(images, **kwargs)
+    assert again.done["complete"] == 0 and again.reused["complete"] == NUM_IMAGES
+    more = build_space(images, **{**kwargs, "inpainter_steps": 3})
+    assert more.done["complete"] == NUM_IMAGES and more.done["fit"] == 0
+    assert torch.load(work / "gmcnn.pt", weights_only=True)["step"] == 3
+
+
+def test_unknown_or_ray_executor(demo, tmp_path, monkeypatch):
     init = _init_space(demo, tmp_path)
-    with pytest.raises(NotImplementedError, match="ray"):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ImportError, match=r"pip install 'flamekit\[ray\]'"):
         build_space([], init, tmp_path / "s.npz", executor="ray")
     with pytest.raises(ValueError, match="executor"):
         build_space([], init, tmp_path / "s.npz", executor="dask")

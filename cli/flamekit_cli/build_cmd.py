@@ -47,7 +47,20 @@ def build_space_command(
         list[str] | None,
         typer.Option("--set", "-s", help="Dotted fit-config override, repeatable."),
     ] = None,
-    executor: Annotated[str, typer.Option(help="Where the stages run: local.")] = "local",
+    executor: Annotated[
+        str, typer.Option(help="Where fit and unwrap run: local, or ray (one task per batch).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join (default: a local Ray instance)."),
+    ] = None,
+    ray_cpus: Annotated[
+        int | None, typer.Option(min=1, help="CPUs of a local Ray instance (default: all).")
+    ] = None,
+    inpainter_steps: Annotated[
+        int,
+        typer.Option(min=0, help="Training steps when --inpainter gmcnn has no weights yet."),
+    ] = 500,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Build a texture space from photos: fit each, unwrap its albedo into UV, fill the
@@ -85,6 +98,9 @@ def build_space_command(
                 device=device,
                 progress=not quiet,
                 executor=executor,
+                ray_address=ray_address,
+                ray_num_cpus=ray_cpus,
+                inpainter_steps=inpainter_steps,
             )
         shown = set()
         for warning in caught:
@@ -92,12 +108,16 @@ def build_space_command(
             if not quiet and text not in shown:
                 shown.add(text)
                 typer.echo(f"warning: {text}", err=True)
-    except NotImplementedError as error:
+    except (NotImplementedError, ImportError) as error:  # e.g. --executor ray without Ray
         _fail(str(error), 2)
     except (FlameFileError, PluginUnavailableError, PluginNotFoundError, ValueError) as error:
         _fail(str(error).strip('"'), 2)
-    if not quiet or not report.ok:
+    if not quiet or not report.ok:  # the summary includes the quality table
         typer.echo(report.format(), err=not report.ok)
+    elif report.quality is not None:
+        from flamekit.texture.quality import format_quality
+
+        typer.echo(format_quality(report.quality))
     if report.interrupted:
         raise typer.Exit(130)
     raise typer.Exit(0 if report.ok else 1)

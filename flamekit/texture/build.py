@@ -17,6 +17,11 @@ d. PCA over the completed maps, written with :func:`save_texture_space` plus a
 
 A delete of one stage file redoes that stage (and the later ones, which depend on it) for
 that image only. Every file is written atomically; a failing image is recorded and skipped.
+
+Fit and unwrap, the per-image work, run batch by batch in this process or as Ray tasks
+(``executor="ray"``, :mod:`flamekit.texture.executors`); the tasks write the same files, so
+the executors can be mixed across resumed runs. Completion and PCA always run here. After
+PCA the space's quality (:func:`_quality`) goes into the report and the provenance.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class BuildReport:
     num_components: int = 0
     used_images: list[str] = field(default_factory=list)
     interrupted: bool = False
+    quality: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -81,6 +87,11 @@ class BuildReport:
                 f"  {stage:<8} done {self.done[stage]:>4}, reused {self.reused[stage]:>4}, "
                 f"{self.seconds[stage]:.1f} s"
             )
+        if self.quality is not None:
+            from flamekit.texture.quality import format_quality
+
+            lines.append(f"quality ({self.quality['method']}):")
+            lines += ["  " + line for line in format_quality(self.quality).splitlines()]
         if self.interrupted:
             lines.append("interrupted: finished files are kept; run again to resume")
         if self.failures:
@@ -249,6 +260,10 @@ def build_space(
     device: str | torch.device | None = None,
     progress: bool = True,
     executor: str = "local",
+    ray_address: str | None = None,
+    ray_num_cpus: int | None = None,
+    inpainter_steps: int = 500,
+    quality: bool = True,
 ) -> BuildReport:
     """Build a texture space from photos (files, folders or globs); see the module docstring.
 
@@ -265,18 +280,29 @@ def build_space(
         texture_size: T of the new space's maps.
         batch_size: images fitted / unwrapped together.
         device: torch device (default: the config's, else cuda when available).
-        executor: only ``"local"`` for now.
+        executor: ``"local"`` (this process) or ``"ray"``: the fit and unwrap stages run as
+            one Ray task per batch (GPU tasks when ``device`` is cuda), each writing the same
+            per-image files as a local run; completion and PCA stay in this process.
+        ray_address: a Ray cluster to join (default: start a local instance of
+            ``ray_num_cpus`` CPUs; a Ray already initialised in this process is reused).
+        inpainter_steps: with ``inpainter="gmcnn"`` and no trained weights, the GMCNN is
+            first trained on the unwrapped maps for this many steps (``<work>/gmcnn.pt``,
+            resumed by later runs).
+        quality: measure the space (see :func:`_quality`) into the report and provenance.
     """
     from flamekit.fitting.config import config_to_dict, load_config
     from flamekit.fitting.pipeline import resolve_device
+    from flamekit.texture.executors import make_executor
 
+    if executor not in ("local", "ray"):
+        raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     if executor == "ray":
-        raise NotImplementedError(
-            "executor='ray' is not implemented yet: run with executor='local' (the work "
-            "folder lets several local runs share and resume the per-image stages)"
-        )
-    if executor != "local":
-        raise ValueError(f"unknown executor {executor!r}; use 'local'")
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:  # fail before any work is done
+            from flamekit.texture.executors import RAY_HINT
+
+            raise ImportError(RAY_HINT)
     if num_components < 1:
         raise ValueError(f"num_components must be >= 1, got {num_components}")
     if texture_size < 8:
@@ -322,6 +348,7 @@ def build_space(
         failed.add(stem)
         report.failures.append(StageFailure(stems[stem], reason, stage))
 
+    runner = make_executor(executor, ray_address, ray_num_cpus, use_gpu=dev.type == "cuda")
     try:
         _fit_stage(
             stems,
@@ -337,11 +364,31 @@ def build_space(
             fail,
             failed,
             progress,
+            runner,
         )
         _unwrap_stage(
-            stems, dirs, head, config, texture_size, batch_size, dev, report, fail, failed, progress
+            stems,
+            dirs,
+            head,
+            config,
+            texture_size,
+            batch_size,
+            dev,
+            report,
+            fail,
+            failed,
+            progress,
+            runner,
         )
-        _complete_stage(stems, dirs, head, inpainter, report, fail, failed, progress)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        return report
+    finally:
+        runner.close()
+    try:
+        _complete_stage(
+            stems, dirs, head, inpainter, report, fail, failed, progress, inpainter_steps, dev
+        )
     except KeyboardInterrupt:
         report.interrupted = True
         return report
@@ -369,13 +416,57 @@ def build_space(
         "config": settings["config"],
     }
     maps = [_load_npz(dirs["complete"] / f"{s}.npz")["albedo_uv"] for s in done]
-    built = _pca(torch.from_numpy(np.stack(maps)), num_components, head, provenance)
+    stacked = torch.from_numpy(np.stack(maps))
+    built = _pca(stacked, num_components, head, provenance)
+    if quality:
+        report.quality = _quality(built, stacked, num_components, head)
+        built.provenance["quality"] = report.quality  # the space keeps a copy of its own
     _save(built, out, report)
     report.used_images = done
     report.num_components = built.num_components
     report.done["pca"] = 1
     report.seconds["pca"] = time.perf_counter() - began
     _say(progress, f"pca: {built.num_components} component(s) from {len(done)} image(s)")
+    return report
+
+
+QUALITY_HELD_OUT = 0.2
+QUALITY_SEED = 0
+
+
+def _quality(built, maps: torch.Tensor, k: int, head) -> dict:
+    """Quality of the built space, honest about what was held out.
+
+    The space itself is built from every completed map. Generalization and specificity
+    need maps a space has not seen, so they are measured on a second space with the same K
+    built (same PCA) from a seeded 80% of the maps: generalization on the other 20%,
+    specificity against the 80%. Compactness is the built space's own (model) variance.
+    With fewer than 3 maps there is nothing to hold out: compactness only.
+    """
+    from flamekit.texture.quality import evaluate_space
+
+    n = maps.shape[0]
+    if n < 3:
+        whole = evaluate_space(built)
+        return {**whole, "method": "compactness of the built space; too few maps to hold out"}
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(QUALITY_SEED))
+    n_held = min(n - 1, max(1, round(QUALITY_HELD_OUT * n)))  # evaluate_space's own split
+    train = order[n_held:]
+    check = _pca(maps[train], k, head, {})
+    report = evaluate_space(check, maps, held_out_fraction=QUALITY_HELD_OUT, seed=QUALITY_SEED)
+    ks = [kk for kk in report["k_values"] if kk <= built.num_components]
+    whole = evaluate_space(built, k_values=ks)
+    report.update(
+        num_components=whole["num_components"],
+        k_values=ks,
+        compactness=whole["compactness"],
+        holdout_space_components=check.num_components,
+        method=(
+            f"compactness: the built space; generalization/specificity: a space of the same "
+            f"K from {int(train.numel())} of the {n} maps, generalization on the other "
+            f"{n_held} (seed {QUALITY_SEED})"
+        ),
+    )
     return report
 
 
@@ -460,6 +551,102 @@ def _pending(
     return todo
 
 
+class _FitContext:
+    """What every fit batch shares; the detector, segmenter and fitter are made once per
+    process (not pickled), so local batches reuse them and a Ray task makes its own."""
+
+    def __init__(self, fits_dir, config, space, head, landmarks, masks, device) -> None:
+        self.fits_dir, self.config, self.space, self.head = fits_dir, config, space, head
+        self.landmarks, self.masks, self.device = landmarks, masks, str(device)
+        self._tools = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tools": None}
+
+    def tools(self):
+        from flamekit.fitting.fitter import Fitter
+        from flamekit.fitting.pipeline import _detector, _segmenter
+
+        if self._tools is None:
+            self._tools = (
+                _detector(self.config, self.landmarks),
+                _segmenter(self.config, self.masks),
+                Fitter(self.head, self.config, texture_space=self.space, device=self.device),
+            )
+        return self._tools
+
+
+def _fit_batch(batch: list[tuple[str, str]], ctx: _FitContext) -> dict:
+    """Fit one batch of (stem, photo) and write each fit file; returns done and failures.
+
+    Runs in the driver (local executor) or in a Ray task: everything it produces is the
+    files it writes, so both executors leave the same work folder."""
+    from flamekit.fitting.pipeline import prepare_image
+    from flamekit.plugin_types import ImageError, PluginUnavailableError
+
+    detector, segmenter, fitter = ctx.tools()
+    failures: list[tuple[str, str]] = []
+    prepared = []
+    for stem, path in batch:
+        try:
+            prepared.append(prepare_image(Path(path), ctx.config, detector, segmenter))
+        except (ImageError, PluginUnavailableError, ValueError, OSError) as error:
+            failures.append((stem, str(error)))
+    if not prepared:
+        return {"done": 0, "failures": failures}
+    try:
+        result = fitter.fit(
+            torch.stack([p.render_image for p in prepared]),
+            torch.stack([p.render_landmarks for p in prepared]),
+            torch.stack([p.render_mask for p in prepared]),
+        )
+    except (RuntimeError, ValueError) as error:  # e.g. out of memory: skip the batch
+        failures += [(p.path.stem, f"the batch fit failed: {error}") for p in prepared]
+        return {"done": 0, "failures": failures}
+    camera = result.parameters.camera()
+    params = result.parameters.as_numpy()
+    done = 0
+    for i, item in enumerate(prepared):
+        loss = float(result.losses[i])
+        if not np.isfinite(loss):
+            failures.append((item.path.stem, "the fit diverged (non-finite loss)"))
+            continue
+        _save_npz(
+            ctx.fits_dir / f"{item.path.stem}.npz",
+            image=item.render_image.numpy().astype(np.float32),
+            skin_mask=item.render_mask.numpy().astype(np.float32),
+            vertices=result.vertices[i].detach().cpu().numpy().astype(np.float32),
+            shading=result.shading[i].detach().cpu().numpy().astype(np.float32),
+            loss=np.array(loss, dtype=np.float32),
+            source=np.array(str(item.path)),
+            **_camera_arrays(camera, i),
+            **{f"param_{k}": v[i] for k, v in params.items()},
+        )
+        done += 1
+    return {"done": done, "failures": failures}
+
+
+def _run_batches(stage, fn, todo, batch_size, ctx, executor, report, fail, progress) -> None:
+    """Split ``todo`` into batches (the same split for every executor, so batched fits see
+    the same companions), run them, and gather the counts and failures."""
+    step = max(1, batch_size)
+    batches = [todo[start : start + step] for start in range(0, len(todo), step)]
+
+    def gather(result) -> None:
+        if isinstance(result, Exception):  # a Ray task that died: its whole batch fails
+            return
+        for stem, reason in result["failures"]:
+            fail(stem, stage, reason)
+        report.done[stage] += result["done"]
+        _say(progress, f"{stage}: {report.done[stage]}/{len(todo)} image(s)")
+
+    results = executor.map(fn, batches, ctx, on_result=gather)
+    for batch, result in zip(batches, results, strict=True):
+        if isinstance(result, Exception):
+            for item in batch:
+                fail(item[0] if isinstance(item, tuple) else item, stage, str(result))
+
+
 def _fit_stage(
     stems,
     dirs,
@@ -474,127 +661,151 @@ def _fit_stage(
     fail,
     failed,
     progress,
+    executor=None,
 ) -> None:
     """Stage a: fit the photos that have no fit file yet."""
-    from flamekit.fitting.fitter import Fitter
-    from flamekit.fitting.pipeline import _detector, _segmenter, prepare_image
-    from flamekit.plugin_types import ImageError, PluginUnavailableError
+    from flamekit.texture.executors import LocalExecutor
 
     began = time.perf_counter()
     todo = _pending(stems, dirs["fits"], _FIT_KEYS, report, "fit", failed)
     if todo:
-        detector = _detector(config, landmarks)
-        segmenter = _segmenter(config, masks)
-        fitter = Fitter(head, config, texture_space=space, device=device)
-        step = max(1, batch_size)
-        for start in range(0, len(todo), step):
-            prepared = []
-            for stem in todo[start : start + step]:
-                try:
-                    prepared.append(prepare_image(stems[stem], config, detector, segmenter))
-                except (ImageError, PluginUnavailableError, ValueError, OSError) as error:
-                    fail(stem, "fit", str(error))
-            if not prepared:
-                continue
-            try:
-                result = fitter.fit(
-                    torch.stack([p.render_image for p in prepared]),
-                    torch.stack([p.render_landmarks for p in prepared]),
-                    torch.stack([p.render_mask for p in prepared]),
-                )
-            except (RuntimeError, ValueError) as error:  # e.g. out of memory: skip the batch
-                for item in prepared:
-                    fail(item.path.stem, "fit", f"the batch fit failed: {error}")
-                continue
-            camera = result.parameters.camera()
-            params = result.parameters.as_numpy()
-            for i, item in enumerate(prepared):
-                loss = float(result.losses[i])
-                if not np.isfinite(loss):
-                    fail(item.path.stem, "fit", "the fit diverged (non-finite loss)")
-                    continue
-                _save_npz(
-                    dirs["fits"] / f"{item.path.stem}.npz",
-                    image=item.render_image.numpy().astype(np.float32),
-                    skin_mask=item.render_mask.numpy().astype(np.float32),
-                    vertices=result.vertices[i].detach().cpu().numpy().astype(np.float32),
-                    shading=result.shading[i].detach().cpu().numpy().astype(np.float32),
-                    loss=np.array(loss, dtype=np.float32),
-                    source=np.array(str(item.path)),
-                    **_camera_arrays(camera, i),
-                    **{f"param_{k}": v[i] for k, v in params.items()},
-                )
-                report.done["fit"] += 1
-            _say(progress, f"fit: {report.done['fit']}/{len(todo)} image(s)")
+        ctx = _FitContext(dirs["fits"], config, space, head, landmarks, masks, device)
+        items = [(stem, str(stems[stem])) for stem in todo]
+        _run_batches(
+            "fit",
+            _fit_batch,
+            items,
+            batch_size,
+            ctx,
+            executor or LocalExecutor(),
+            report,
+            fail,
+            progress,
+        )
     report.seconds["fit"] = time.perf_counter() - began
 
 
+class _UnwrapContext:
+    """What every unwrap batch shares; device copies of the mesh are made once per process."""
+
+    def __init__(self, dirs, head, config, size, device) -> None:
+        self.dirs, self.head, self.config, self.size = dirs, head, config, size
+        self.device = str(device)
+        self._tools = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tools": None}
+
+    def tools(self):
+        from flamekit.render.backends import get_backend
+
+        if self._tools is None:
+            dev, head = self.device, self.head
+            self._tools = (
+                get_backend(self.config.renderer),
+                head.faces.to(dev),
+                head.uvs.to(dev),
+                head.uv_faces.to(dev),
+            )
+        return self._tools
+
+
+def _unwrap_batch(chunk_stems: list[str], ctx: _UnwrapContext) -> dict:
+    """Unwrap one batch of fitted images into UV albedo + visibility files."""
+    from flamekit.texture.unwrap import unwrap
+
+    backend, faces, uvs, uv_faces = ctx.tools()
+    device = ctx.device
+    failures: list[tuple[str, str]] = []
+    chunk, records = [], []
+    for stem in chunk_stems:
+        try:
+            records.append(_load_npz(ctx.dirs["fits"] / f"{stem}.npz"))
+            chunk.append(stem)
+        except Exception as error:  # noqa: BLE001 - a broken fit file fails its image
+            failures.append((stem, f"cannot read its fit file: {error}"))
+    groups: dict[tuple, list[int]] = {}
+    for i, rec in enumerate(records):  # one batch per camera type and render size
+        groups.setdefault((str(rec["camera_type"]), rec["image"].shape), []).append(i)
+    done = 0
+    for index in groups.values():
+        recs = [records[i] for i in index]
+
+        def stack(key: str, recs=recs) -> torch.Tensor:
+            return torch.from_numpy(np.stack([r[key] for r in recs])).to(device)
+
+        camera = _camera_from(recs, device)
+        vertices = stack("vertices")
+        r = recs[0]["image"].shape[-1]
+        rast = backend.rasterize(camera.to_clip(vertices).contiguous(), faces, (r, r))
+        albedo, visible = unwrap(
+            stack("image"),
+            vertices,
+            camera,
+            faces,
+            uvs,
+            uv_faces,
+            stack("shading"),
+            stack("skin_mask"),
+            rast,
+            ctx.size,
+            backend=backend,
+        )
+        for j, i in enumerate(index):
+            stem = chunk[i]
+            if visible[j].sum() == 0:
+                failures.append((stem, "no texel of the head is visible on skin"))
+                continue
+            _save_npz(
+                ctx.dirs["unwrap"] / f"{stem}.npz",
+                albedo_uv=albedo[j].cpu().numpy().astype(np.float32),
+                visible_uv=visible[j].cpu().numpy().astype(np.uint8),
+            )
+            done += 1
+    return {"done": done, "failures": failures}
+
+
 def _unwrap_stage(
-    stems, dirs, head, config, size, batch_size, device, report, fail, failed, progress
+    stems,
+    dirs,
+    head,
+    config,
+    size,
+    batch_size,
+    device,
+    report,
+    fail,
+    failed,
+    progress,
+    executor=None,
 ) -> None:
     """Stage b: UV albedo and visibility from every fit without an unwrap file."""
-    from flamekit.render.backends import get_backend
-    from flamekit.texture.unwrap import unwrap
+    from flamekit.texture.executors import LocalExecutor
 
     began = time.perf_counter()
     todo = _pending(
         stems, dirs["unwrap"], _UNWRAP_KEYS, report, "unwrap", failed, source=dirs["fits"]
     )
     if todo:
-        backend = get_backend(config.renderer)
-        faces = head.faces.to(device)
-        uvs, uv_faces = head.uvs.to(device), head.uv_faces.to(device)
-        step = max(1, batch_size)
-        for start in range(0, len(todo), step):
-            chunk, records = [], []
-            for stem in todo[start : start + step]:
-                try:
-                    records.append(_load_npz(dirs["fits"] / f"{stem}.npz"))
-                    chunk.append(stem)
-                except Exception as error:  # noqa: BLE001 - a broken fit file fails its image
-                    fail(stem, "unwrap", f"cannot read its fit file: {error}")
-            groups: dict[tuple, list[int]] = {}
-            for i, rec in enumerate(records):  # one batch per camera type and render size
-                groups.setdefault((str(rec["camera_type"]), rec["image"].shape), []).append(i)
-            for index in groups.values():
-                recs = [records[i] for i in index]
-
-                def stack(key: str, recs=recs) -> torch.Tensor:
-                    return torch.from_numpy(np.stack([r[key] for r in recs])).to(device)
-
-                camera = _camera_from(recs, device)
-                vertices = stack("vertices")
-                r = recs[0]["image"].shape[-1]
-                rast = backend.rasterize(camera.to_clip(vertices).contiguous(), faces, (r, r))
-                albedo, visible = unwrap(
-                    stack("image"),
-                    vertices,
-                    camera,
-                    faces,
-                    uvs,
-                    uv_faces,
-                    stack("shading"),
-                    stack("skin_mask"),
-                    rast,
-                    size,
-                    backend=backend,
-                )
-                for j, i in enumerate(index):
-                    stem = chunk[i]
-                    if visible[j].sum() == 0:
-                        fail(stem, "unwrap", "no texel of the head is visible on skin")
-                        continue
-                    _save_npz(
-                        dirs["unwrap"] / f"{stem}.npz",
-                        albedo_uv=albedo[j].cpu().numpy().astype(np.float32),
-                        visible_uv=visible[j].cpu().numpy().astype(np.uint8),
-                    )
-                    report.done["unwrap"] += 1
-            _say(progress, f"unwrap: {report.done['unwrap']}/{len(todo)} image(s)")
+        ctx = _UnwrapContext(dirs, head, config, size, device)
+        _run_batches(
+            "unwrap",
+            _unwrap_batch,
+            todo,
+            batch_size,
+            ctx,
+            executor or LocalExecutor(),
+            report,
+            fail,
+            progress,
+        )
     report.seconds["unwrap"] = time.perf_counter() - began
 
 
-def _make_inpainter(name: str, head):
+GMCNN_CHECKPOINT = "gmcnn.pt"
+
+
+def _make_inpainter(name: str, head, **options):
     from flamekit import plugins
 
     layout = {
@@ -603,25 +814,72 @@ def _make_inpainter(name: str, head):
         "faces": head.faces.detach().cpu().numpy(),
     }
     try:
-        return plugins.inpainter(name, **layout)
+        return plugins.inpainter(name, **layout, **options)
     except TypeError:  # an inpainter that knows nothing of UV layouts
-        return plugins.inpainter(name)
+        return plugins.inpainter(name, **options)
 
 
-def _complete_stage(stems, dirs, head, name, report, fail, failed, progress) -> None:
+def _gmcnn_weights(stems, dirs, steps, device, failed, progress) -> tuple[Path | None, bool]:
+    """Weights for ``--inpainter gmcnn``: the installed ones, else a GMCNN trained here.
+
+    Without installed weights (``$FLAMEKIT_HOME/weights``) the network is trained, self-
+    supervised, on this build's own unwrapped maps and their visibility masks, into
+    ``<work>/gmcnn.pt``; a later run resumes it (or, with more steps, trains it further).
+    Returns the weights (None: the installed default) and whether any step ran now, in
+    which case maps completed with the older network are redone."""
+    from flamekit.inpaint_training import train_inpainter
+    from flamekit_plugins.inpainters.gmcnn import default_weights_path
+
+    if default_weights_path().is_file():
+        return None, False
+    checkpoint = dirs["fits"].parent / GMCNN_CHECKPOINT
+    maps, valid = [], []
+    for stem in stems:
+        path = dirs["unwrap"] / f"{stem}.npz"
+        if stem in failed or not _readable(path, _UNWRAP_KEYS):
+            continue
+        rec = _load_npz(path)
+        maps.append(rec["albedo_uv"])
+        valid.append(rec["visible_uv"])
+    if not maps:
+        return checkpoint, False
+    _say(progress, f"complete: training the GMCNN inpainter on {len(maps)} map(s) ({steps} steps)")
+    result = train_inpainter(
+        torch.from_numpy(np.stack(maps)).float().clamp(0, 1),
+        torch.from_numpy(np.stack(valid)).bool(),
+        checkpoint,
+        steps,
+        device=device,
+        progress=progress,
+    )
+    return checkpoint, result.steps_run > 0
+
+
+def _complete_stage(
+    stems, dirs, head, name, report, fail, failed, progress, inpainter_steps=500, device="cpu"
+) -> None:
     """Stage c: fill the unseen texels of every unwrapped map without a completed file."""
     began = time.perf_counter()
-    todo = _pending(
-        stems,
-        dirs["complete"],
-        _COMPLETE_KEYS,
-        report,
-        "complete",
-        failed,
-        source=dirs["unwrap"],
-    )
+    options: dict = {}
+    retrained = False
+    if name == "gmcnn":
+        weights, retrained = _gmcnn_weights(stems, dirs, inpainter_steps, device, failed, progress)
+        if weights is not None:
+            options = {"weights": weights, "device": str(device)}
+    if retrained:  # every map is completed again by the newly trained network
+        todo = [stem for stem in stems if stem not in failed]
+    else:
+        todo = _pending(
+            stems,
+            dirs["complete"],
+            _COMPLETE_KEYS,
+            report,
+            "complete",
+            failed,
+            source=dirs["unwrap"],
+        )
     if todo:
-        inpainter = _make_inpainter(name, head)
+        inpainter = _make_inpainter(name, head, **options)
         for stem in todo:
             try:
                 rec = _load_npz(dirs["unwrap"] / f"{stem}.npz")
