@@ -230,7 +230,7 @@ def test_build_space_resumes_and_recovers_the_mean(photos, head, demo, tmp_path,
         masks=folder,
         texture_size=T,
         batch_size=NUM_IMAGES,
-        progress=False,
+        progress=True,  # exercises the stage progress bars
     )
     report = build_space([folder], **kwargs)  # the folder holds broken.png too
     print(report.format())

@@ -239,6 +239,31 @@ def _say(enabled: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+class _StageBar:
+    """A rich progress bar for one stage (images done of the stage's to-do list)."""
+
+    def __init__(self, enabled: bool, stage: str, total: int) -> None:
+        self.bar = None
+        if enabled and total:
+            from flamekit.batch import progress_bar
+
+            self.bar = progress_bar()
+            self.task = self.bar.add_task(stage, total=total)
+
+    def __enter__(self) -> _StageBar:
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def advance(self, count: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, count)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
 # --------------------------------------------------------------------------------------------
 # The build
 # --------------------------------------------------------------------------------------------
@@ -632,15 +657,19 @@ def _run_batches(stage, fn, todo, batch_size, ctx, executor, report, fail, progr
     step = max(1, batch_size)
     batches = [todo[start : start + step] for start in range(0, len(todo), step)]
 
+    bar = _StageBar(progress, stage, len(todo))
+
     def gather(result) -> None:
         if isinstance(result, Exception):  # a Ray task that died: its whole batch fails
             return
         for stem, reason in result["failures"]:
             fail(stem, stage, reason)
         report.done[stage] += result["done"]
-        _say(progress, f"{stage}: {report.done[stage]}/{len(todo)} image(s)")
+        bar.advance(result["done"] + len(result["failures"]))
 
-    results = executor.map(fn, batches, ctx, on_result=gather)
+    with bar:
+        results = executor.map(fn, batches, ctx, on_result=gather)
+    _say(progress, f"{stage}: {report.done[stage]}/{len(todo)} image(s)")
     for batch, result in zip(batches, results, strict=True):
         if isinstance(result, Exception):
             for item in batch:
@@ -880,19 +909,21 @@ def _complete_stage(
         )
     if todo:
         inpainter = _make_inpainter(name, head, **options)
-        for stem in todo:
-            try:
-                rec = _load_npz(dirs["unwrap"] / f"{stem}.npz")
-            except Exception as error:  # noqa: BLE001
-                fail(stem, "complete", f"cannot read its unwrap file: {error}")
-                continue
-            image = torch.from_numpy(rec["albedo_uv"])[None].float()
-            known = torch.from_numpy(rec["visible_uv"])[None].bool()
-            filled = inpainter.inpaint(image, known)[0].clamp(0, 1)
-            _save_npz(
-                dirs["complete"] / f"{stem}.npz",
-                albedo_uv=filled.numpy().astype(np.float32),
-            )
-            report.done["complete"] += 1
+        with _StageBar(progress, "complete", len(todo)) as bar:
+            for stem in todo:
+                bar.advance()
+                try:
+                    rec = _load_npz(dirs["unwrap"] / f"{stem}.npz")
+                except Exception as error:  # noqa: BLE001
+                    fail(stem, "complete", f"cannot read its unwrap file: {error}")
+                    continue
+                image = torch.from_numpy(rec["albedo_uv"])[None].float()
+                known = torch.from_numpy(rec["visible_uv"])[None].bool()
+                filled = inpainter.inpaint(image, known)[0].clamp(0, 1)
+                _save_npz(
+                    dirs["complete"] / f"{stem}.npz",
+                    albedo_uv=filled.numpy().astype(np.float32),
+                )
+                report.done["complete"] += 1
         _say(progress, f"complete: {report.done['complete']}/{len(todo)} image(s)")
     report.seconds["complete"] = time.perf_counter() - began
