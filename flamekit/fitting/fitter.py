@@ -22,12 +22,11 @@ from flamekit.model.flame import FlameModel
 from flamekit.model.texture_space import TextureSpace
 from flamekit.render import Renderer, clip_to_pixels
 
-__all__ = ["FitResult", "Fitter", "StageLog"]
+__all__ = ["GREY_LIGHT", "FitResult", "Fitter", "StageLog", "uv_coverage"]
 
 _STATIC = slice(17, 68)
-# Loss options that depend on the fit itself: landmark distances in units of half the render
-# (so the original code's weights apply), Euclidean as the original.
-_GREY_LIGHT = torch.tensor([2.4, 0.0, 0.25, 0.6, 0.0, 0.0, 0.0, 0.0, 0.0])
+#: Soft grey SH light (DC, then band 1) for shape-only renders: geometry without albedo.
+GREY_LIGHT = torch.tensor([2.4, 0.0, 0.25, 0.6, 0.0, 0.0, 0.0, 0.0, 0.0])
 
 
 @dataclass
@@ -70,7 +69,7 @@ class FitResult:
     logs: list[StageLog]
 
 
-def _uv_coverage(uvs: torch.Tensor, uv_faces: torch.Tensor, size: int, backend) -> torch.Tensor:
+def uv_coverage(uvs: torch.Tensor, uv_faces: torch.Tensor, size: int, backend) -> torch.Tensor:
     """[1,1,T,T] 1 where a mesh triangle covers the texel (texture row 0 = v = 1)."""
     pos = torch.stack(
         [
@@ -133,7 +132,7 @@ class Fitter:
         self.offset_resolution = config.texture.offset_resolution if config.texture.offset else 0
         base_size = self.offset_resolution or 64
         self.uv_mask = (
-            _uv_coverage(uvs, uv_faces, base_size, self.renderer.backend).to(self.device)
+            uv_coverage(uvs, uv_faces, base_size, self.renderer.backend).to(self.device)
             if model.uvs is not None
             else torch.ones(1, 1, base_size, base_size, device=self.device)
         )
@@ -145,6 +144,8 @@ class Fitter:
 
     # -- pieces of one step
     def _loss(self, name: str):
+        # Options that depend on the fit itself: landmark distances in units of half the
+        # render (so the original code's weights apply), Euclidean as the original.
         if name not in self._loss_cache:
             options = {}
             if name in ("landmark", "landmark-robust"):
@@ -344,7 +345,7 @@ class Fitter:
             total = total + weight * terms[name]
         camera = params.camera()
         grey = torch.full((1, 3, 1, 1), 0.7, device=self.device)
-        light = _GREY_LIGHT.to(self.device).view(1, 9, 1).expand(images.shape[0], 9, 1)
+        light = GREY_LIGHT.to(self.device).view(1, 9, 1).expand(images.shape[0], 9, 1)
         shape = self.renderer(out.vertices, grey, light, camera).image
         texture = self._albedo_map(params).clamp(0, 1)
         size = self.config.texture.output_size

@@ -244,7 +244,7 @@ def write_fit_outputs(
 
     paths.update(_write_mesh(fit, folder))
     vis = _visualisation(fit, computed, int(vis_height))
-    paths["vis"] = _write_image(folder / "vis.jpg", vis, "JPEG", quality=int(jpeg_quality))
+    paths["vis"] = write_image(folder / "vis.jpg", vis, "JPEG", quality=int(jpeg_quality))
 
     metrics = {"name": fit.name, **fit.metrics, **computed}
     paths["metrics"] = _write_json(folder / "metrics.json", metrics)
@@ -252,8 +252,6 @@ def write_fit_outputs(
 
 
 # -- files ---------------------------------------------------------------------------------
-
-
 
 
 def _write_npz(handle, params: dict[str, np.ndarray]) -> None:
@@ -290,7 +288,7 @@ def _write_json(path: Path, data: Any) -> Path:
     return atomic_write(path, lambda h: h.write(text.encode("utf-8")))
 
 
-def _write_image(path: Path, pixels: np.ndarray, fmt: str, **options) -> Path:
+def write_image(path: Path, pixels: np.ndarray, fmt: str, **options) -> Path:
     from PIL import Image
 
     image = Image.fromarray(np.ascontiguousarray(pixels))
@@ -298,7 +296,7 @@ def _write_image(path: Path, pixels: np.ndarray, fmt: str, **options) -> Path:
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> Path:
-    return _write_image(path, pixels, "PNG")
+    return write_image(path, pixels, "PNG")
 
 
 def _write_mesh(fit: ImageFitOutput, folder: Path) -> dict[str, Path]:
@@ -333,7 +331,7 @@ def _composite_original(fit: ImageFitOutput) -> tuple[np.ndarray, np.ndarray]:
     alpha = np.clip(alpha, 0.0, 1.0)
     composite = fit.image.copy()
     photo = composite[rows, cols].astype(np.float32) / 255.0
-    composite[rows, cols] = _to_uint8(colour + (1.0 - alpha[..., None]) * photo)
+    composite[rows, cols] = float_to_uint8(colour + (1.0 - alpha[..., None]) * photo)
     mask = np.zeros(size, np.uint8)
     mask[rows, cols] = np.where(alpha >= 0.5, 255, 0).astype(np.uint8)
     return composite, mask
@@ -389,7 +387,7 @@ def _visualisation(fit: ImageFitOutput, metrics: dict, height: int) -> np.ndarra
     gap = max(2, height // 64)
     canvas = np.full((height, len(panels) * (height + gap) - gap, 3), 32, np.uint8)
     for index, (pixels, label) in enumerate(panels):
-        tile = Image.fromarray(_resize_square(_to_uint8(pixels), height))
+        tile = Image.fromarray(resize_square(float_to_uint8(pixels), height))
         draw = ImageDraw.Draw(tile)
         box = draw.textbbox((4, 3), label)
         draw.rectangle([box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2], fill=(0, 0, 0))
@@ -399,7 +397,7 @@ def _visualisation(fit: ImageFitOutput, metrics: dict, height: int) -> np.ndarra
     return canvas
 
 
-def _resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
+def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
     if pixels.shape[0] == size and pixels.shape[1] == size:
         return pixels
     shrink = pixels.shape[0] > size
@@ -431,7 +429,7 @@ def _expect(fit: ImageFitOutput, key: str, shape: tuple, float_only: bool) -> No
         )
 
 
-def _to_uint8(values: np.ndarray) -> np.ndarray:
+def float_to_uint8(values: np.ndarray) -> np.ndarray:
     if values.dtype == np.uint8:
         return values
     return np.round(np.clip(np.nan_to_num(values), 0.0, 1.0) * 255.0).astype(np.uint8)

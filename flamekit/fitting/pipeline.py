@@ -81,7 +81,7 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
-def _detector(config: FitConfig, landmarks: str | Path | None):
+def detector_for(config: FitConfig, landmarks: str | Path | None):
     from flamekit import plugins
 
     if landmarks is not None:
@@ -89,7 +89,7 @@ def _detector(config: FitConfig, landmarks: str | Path | None):
     return plugins.landmark_detector(config.detector)
 
 
-def _segmenter(config: FitConfig, masks: str | Path | None):
+def segmenter_for(config: FitConfig, masks: str | Path | None):
     from flamekit import plugins
 
     if masks is not None:
@@ -121,7 +121,7 @@ def prepare_image(path: Path, config: FitConfig, detector, segmenter) -> Prepare
     return PreparedImage(path, image, crop, landmarks, render_image, render_landmarks, render_mask)
 
 
-def _camera_dict(result: FitResult, index: int) -> dict:
+def camera_dict(result: FitResult, index: int) -> dict:
     params = result.parameters
     if params.camera_type == "orthographic":
         return {
@@ -156,7 +156,7 @@ def _outputs(
         crop=item.crop,
         render_size=result.render.shape[-1],
         params=params,
-        camera=_camera_dict(result, index),
+        camera=camera_dict(result, index),
         landmarks2d=result.landmarks2d[index].detach().cpu().numpy(),
         target_landmarks=item.landmarks,
         render=hwc(result.render),
@@ -247,8 +247,8 @@ def fit_images(
         config = dataclasses.replace(
             config, texture=dataclasses.replace(config.texture, offset=False)
         )
-    detector = _detector(config, landmarks)
-    segmenter = _segmenter(config, masks)
+    detector = detector_for(config, landmarks)
+    segmenter = segmenter_for(config, masks)
     fitter = Fitter(head, config, texture_space=space, device=device)
     meta = {
         "model": head.data_release,
@@ -258,7 +258,7 @@ def fit_images(
         "config": _config_dict(config),
     }
 
-    bar = _Progress(progress and bool(paths), len(paths), config)
+    bar = FitProgress(progress and bool(paths), len(paths), config)
     try:
         with bar:
             for start_index in range(0, len(paths), max(1, batch_size)):
@@ -308,7 +308,7 @@ def _config_dict(config: FitConfig) -> dict:
     return config_to_dict(config)
 
 
-class _Progress:
+class FitProgress:
     """A rich progress bar per stage (or nothing when quiet)."""
 
     def __init__(self, enabled: bool, images: int, config: FitConfig) -> None:

@@ -590,12 +590,12 @@ class _FitContext:
 
     def tools(self):
         from flamekit.fitting.fitter import Fitter
-        from flamekit.fitting.pipeline import _detector, _segmenter
+        from flamekit.fitting.pipeline import detector_for, segmenter_for
 
         if self._tools is None:
             self._tools = (
-                _detector(self.config, self.landmarks),
-                _segmenter(self.config, self.masks),
+                detector_for(self.config, self.landmarks),
+                segmenter_for(self.config, self.masks),
                 Fitter(self.head, self.config, texture_space=self.space, device=self.device),
             )
         return self._tools

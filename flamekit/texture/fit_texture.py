@@ -24,24 +24,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flamekit.fitting.config import FitConfig, load_config
-from flamekit.fitting.fitter import _GREY_LIGHT, Fitter, _uv_coverage
+from flamekit.fitting.config import FitConfig, config_to_dict, load_config
+from flamekit.fitting.fitter import GREY_LIGHT, Fitter, uv_coverage
 from flamekit.fitting.outputs import (
     ImageFitOutput,
-    _resize_square,
-    _to_uint8,
-    _write_image,
+    float_to_uint8,
+    resize_square,
     write_fit_outputs,
+    write_image,
 )
 from flamekit.fitting.pipeline import (
-    _camera_dict,
-    _config_dict,
-    _detector,
-    _Progress,
-    _segmenter,
+    FitProgress,
+    camera_dict,
+    detector_for,
     load_texture_for,
     prepare_image,
     resolve_device,
+    segmenter_for,
 )
 from flamekit.plugin_types import ImageError
 from flamekit.render import PerspectiveCamera
@@ -182,12 +181,12 @@ def fit_texture(
             "head_template_mesh.obj or a texture space with `flamekit models add`"
         )
     space = load_texture_for(head, texture_space, config)
-    segmenter = _KeepMask(_segmenter(config, mask))
-    item = prepare_image(path, config, _detector(config, landmarks), segmenter)
+    segmenter = _KeepMask(segmenter_for(config, mask))
+    item = prepare_image(path, config, detector_for(config, landmarks), segmenter)
     fitter = Fitter(head, config, texture_space=space, device=dev)
 
     size = max(int(render_size), config.render_size)
-    with _Progress(progress, 1, config) as bar:
+    with FitProgress(progress, 1, config) as bar:
         began = time.perf_counter()
         result = fitter.fit(
             item.render_image[None],
@@ -222,13 +221,13 @@ def fit_texture(
         "is_flame": head.is_flame,
         "texture_space": None if space is None else space.source,
         "device": str(dev),
-        "config": _config_dict(config),
+        "config": config_to_dict(config),
     }
     output = stage.output(head, meta, metrics)
     folder.mkdir(parents=True, exist_ok=True)
     # metrics.json marks a complete folder: gone until write_fit_outputs writes it last.
     (folder / "metrics.json").unlink(missing_ok=True)
-    compare = _write_image(
+    compare = write_image(
         folder / "compare.jpg", stage.comparison(error_before, error_after), "JPEG", quality=92
     )
     metrics["seconds"] = time.perf_counter() - start
@@ -302,7 +301,7 @@ class _TextureStage:
         self.mask = self.skin * self.render_mask
         if float(self.mask.sum()) == 0:
             raise ImageError(f"{item.path}: the fitted head covers none of the skin mask")
-        self.region = _uv_coverage(model.uvs, model.uv_faces, texture_size, backend).to(dev)
+        self.region = uv_coverage(model.uvs, model.uv_faces, texture_size, backend).to(dev)
         # Texels some masked pixel samples (bilinear footprint): the gradient of a sum.
         probe = torch.ones_like(self.initial, requires_grad=True)
         _sampler(probe, self.grid, self.mask).sum().backward()
@@ -345,7 +344,7 @@ class _TextureStage:
             render = self.render(texture)
             albedo = _sampler(texture, self.grid, self.render_mask)
             grey = torch.full((1, 3, 1, 1), 0.7, device=texture.device)
-            light = _GREY_LIGHT.to(texture.device).view(1, 9, 1)
+            light = GREY_LIGHT.to(texture.device).view(1, 9, 1)
             shape = self.renderer(self.vertices, grey, light, self.camera).image
 
         def hwc(t: torch.Tensor) -> np.ndarray:
@@ -353,7 +352,7 @@ class _TextureStage:
 
         ratio = size / self.fitter.render_size
         landmarks = (result.landmarks2d[0].detach().cpu().numpy() + 0.5) * ratio - 0.5
-        camera = _camera_dict(result, 0)
+        camera = camera_dict(result, 0)
         if camera["type"] == "perspective":
             camera["focal"] = [f * ratio for f in camera["focal"]]
             camera["principal_point"] = [c * ratio for c in camera["principal_point"]]
@@ -404,7 +403,7 @@ class _TextureStage:
         gap = max(2, height // 64)
         canvas = np.full((height, len(panels) * (height + gap) - gap, 3), 32, np.uint8)
         for index, (pixels, label) in enumerate(panels):
-            tile = Image.fromarray(_resize_square(_to_uint8(pixels), height))
+            tile = Image.fromarray(resize_square(float_to_uint8(pixels), height))
             draw = ImageDraw.Draw(tile)
             box = draw.textbbox((4, 3), label)
             draw.rectangle([box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2], fill=(0, 0, 0))
