@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flamekit.io.image import IMAGE_SUFFIXES
 
-__all__ = ["SIDE_FILE_ENDINGS", "Failure", "expand_images", "progress_bar", "without_file_prefix"]
+__all__ = [
+    "SIDE_FILE_ENDINGS",
+    "BatchSummary",
+    "Failure",
+    "expand_images",
+    "progress_bar",
+    "without_file_prefix",
+]
 
 #: Name endings of files flamekit writes beside photos; folders and globs skip them.
 SIDE_FILE_ENDINGS = ("_lmk68", "_skin", "_mask", "_mask_overlay")
@@ -94,3 +101,39 @@ def progress_bar():
         console=Console(stderr=True),
         transient=True,
     )
+
+
+@dataclass
+class BatchSummary:
+    """What a batch command did: results, failures, where outputs went, Ctrl-C.
+
+    Subclasses name their outputs (``noun``) and list per-result warnings (``warnings``).
+    """
+
+    results: list = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    out_dir: Path = Path(".")
+    interrupted: bool = False
+    noun = "outputs"
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.interrupted
+
+    def warnings(self) -> list[str]:
+        return []
+
+    def format(self) -> str:
+        """A human-readable report: counts, then every warning and failure with its reason."""
+        total = len(self.results) + len(self.failures)
+        head = f"{len(self.results)} of {total} images done, {self.noun} in {self.out_dir}"
+        if self.interrupted:
+            head += " (interrupted by Ctrl-C; the files written are complete)"
+        lines = [head, *self.warnings()]
+        if self.failures:
+            lines.append(f"{len(self.failures)} failed:")
+            lines.extend(f"  {failure.image}: {failure.reason}" for failure in self.failures)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from flamekit.batch import (
+    BatchSummary,
     Failure,
     expand_images,
     progress_bar,
@@ -76,35 +77,13 @@ class Result:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Summary:
+class Summary(BatchSummary):
     """What :func:`detect_images` did. ``ok`` is False when any image failed."""
 
-    results: list[Result] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-    out_dir: Path = Path(".")
-    interrupted: bool = False
+    noun = "landmarks"
 
-    @property
-    def ok(self) -> bool:
-        return not self.failures and not self.interrupted
-
-    def format(self) -> str:
-        """A human-readable report: counts, then every failure and warning."""
-        total = len(self.results) + len(self.failures)
-        head = f"{len(self.results)} of {total} images done, landmarks in {self.out_dir}"
-        if self.interrupted:
-            head += " (interrupted by Ctrl-C; the files written are complete)"
-        lines = [head]
-        for result in self.results:
-            lines.extend(f"warning: {result.image}: {message}" for message in result.warnings)
-        if self.failures:
-            lines.append(f"{len(self.failures)} failed:")
-            lines.extend(f"  {failure.image}: {failure.reason}" for failure in self.failures)
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.format()
+    def warnings(self) -> list[str]:
+        return [f"warning: {r.image}: {message}" for r in self.results for message in r.warnings]
 
 
 def landmark_detector(name: str, **options) -> LandmarkDetector:

@@ -13,12 +13,12 @@ writes) in ``landmarks_dir`` or beside the image, else from the detector passed 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from flamekit.batch import Failure, expand_images, progress_bar, without_file_prefix
+from flamekit.batch import BatchSummary, Failure, expand_images, progress_bar, without_file_prefix
 from flamekit.io.atomic import atomic_write
 from flamekit.plugin_types import (
     ImageError,
@@ -61,35 +61,17 @@ class Result:
     landmarks: str = ""  # where the landmarks came from ("" when none were needed)
 
 
-@dataclass
-class Summary:
+class Summary(BatchSummary):
     """What :func:`segment_images` did. ``ok`` is False when any image failed."""
 
-    results: list[Result] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-    out_dir: Path = Path(".")
-    interrupted: bool = False
+    noun = "masks"
 
-    @property
-    def ok(self) -> bool:
-        return not self.failures and not self.interrupted
-
-    def format(self) -> str:
-        """A human-readable report: counts, then every failure with its reason."""
-        total = len(self.results) + len(self.failures)
-        head = f"{len(self.results)} of {total} images done, masks in {self.out_dir}"
-        if self.interrupted:
-            head += " (interrupted by Ctrl-C; the files written are complete)"
-        lines = [head]
-        empty = [r.image for r in self.results if r.skin_fraction == 0]
-        lines.extend(f"warning: {path}: the mask is empty (no skin found)" for path in empty)
-        if self.failures:
-            lines.append(f"{len(self.failures)} failed:")
-            lines.extend(f"  {failure.image}: {failure.reason}" for failure in self.failures)
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.format()
+    def warnings(self) -> list[str]:
+        return [
+            f"warning: {r.image}: the mask is empty (no skin found)"
+            for r in self.results
+            if r.skin_fraction == 0
+        ]
 
 
 def read_landmark_file(path: str | Path) -> np.ndarray:

@@ -384,6 +384,13 @@ def _visualisation(fit: ImageFitOutput, metrics: dict, height: int) -> np.ndarra
     ]
     if lmk_error is not None:
         panels[0] = (panels[0][0], f"landmarks {lmk_error:.1f}px: green det., red fit")
+    return labelled_panels(panels, height)
+
+
+def labelled_panels(panels: list[tuple[np.ndarray, str]], height: int) -> np.ndarray:
+    """A row of square, labelled pictures ((pixels 0..1, label) each) at ``height`` pixels."""
+    from PIL import Image, ImageDraw
+
     gap = max(2, height // 64)
     canvas = np.full((height, len(panels) * (height + gap) - gap, 3), 32, np.uint8)
     for index, (pixels, label) in enumerate(panels):

@@ -28,8 +28,7 @@ from flamekit.fitting.config import FitConfig, config_to_dict, load_config
 from flamekit.fitting.fitter import GREY_LIGHT, Fitter, uv_coverage
 from flamekit.fitting.outputs import (
     ImageFitOutput,
-    float_to_uint8,
-    resize_square,
+    labelled_panels,
     write_fit_outputs,
     write_image,
 )
@@ -386,7 +385,6 @@ class _TextureStage:
     def comparison(self, before: float, after: float, height: int = 256) -> np.ndarray:
         """compare.jpg: photo crop | fit albedo render | optimized texture render, over the
         photo, each labelled with its error in the mask."""
-        from PIL import Image, ImageDraw
 
         photo = self.photo[0].permute(1, 2, 0).cpu().numpy()
         cover = self.render_mask[0].permute(1, 2, 0).cpu().numpy()
@@ -400,14 +398,4 @@ class _TextureStage:
             (over(self.initial), f"fit albedo  err {before:.3f}"),
             (over(self.texture.detach()), f"texture fit  err {after:.3f}"),
         ]
-        gap = max(2, height // 64)
-        canvas = np.full((height, len(panels) * (height + gap) - gap, 3), 32, np.uint8)
-        for index, (pixels, label) in enumerate(panels):
-            tile = Image.fromarray(resize_square(float_to_uint8(pixels), height))
-            draw = ImageDraw.Draw(tile)
-            box = draw.textbbox((4, 3), label)
-            draw.rectangle([box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2], fill=(0, 0, 0))
-            draw.text((4, 3), label, fill=(255, 255, 255))
-            x = index * (height + gap)
-            canvas[:, x : x + height] = np.asarray(tile)
-        return canvas
+        return labelled_panels(panels, height)
