@@ -26,6 +26,7 @@ name                   shape           meaning
 ``rendered``           [B,3,H,W]       rendered image, 0..1
 ``image``              [B,3,H,W]       the photo (cropped and resized), 0..1
 ``mask``               [B,1,H,W]       skin mask times render coverage, 0/1
+``shading``            [B,3,H,W]       rendered SH irradiance (0 on background)
 ``identity``           [B,K_id]        identity coefficients (unit: standard deviations)
 ``expression``         [B,K_exp]       expression coefficients
 ``pose``               [B,15]          global, neck, jaw, eyes (axis-angle, radians)

@@ -19,12 +19,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flamekit.assets.demo_head import demo_head
-from flamekit.fitting.config import load_config
 from flamekit.model import FlameModel
 from flamekit.model.texture_space import TextureSpace, load_texture_space, save_texture_space
 from flamekit.render import OrthographicCamera, PerspectiveCamera, Renderer, clip_to_pixels
 from flamekit.render.ops import interpolate
-from flamekit.texture.build import _pca, build_space
+from flamekit.texture.build import _pca, build_config, build_space
 from flamekit.texture.unwrap import texel_faces, unwrap
 from flamekit_cli.build_cmd import build_space_command
 from tests.conftest import requires_extension
@@ -195,7 +194,7 @@ _OVERRIDES = [
 
 
 def _config():
-    return load_config(None, _OVERRIDES)
+    return build_config(_OVERRIDES)
 
 
 def _init_space(demo, folder) -> Path:
@@ -261,8 +260,10 @@ def test_build_space_resumes_and_recovers_the_mean(photos, head, demo, tmp_path,
     well_seen = torch.from_numpy(seen.sum(0) >= NUM_IMAGES - 2)
     truth_mean = albedo.mean(0)
     error = (space.mean - truth_mean).abs().mean(0)[well_seen].mean().item()
-    # Most of the error is one gain per channel: the fit cannot tell albedo from light
-    # brightness, and its priors settle ~10% off; the gain-corrected residual is the rest.
+    # A coarse check: the demo texture's eyes, brows and lips are finer than a 64 px render
+    # resolves and the fits run 120 steps, so this test checks the build's mechanics; the
+    # 40-photo round trip (test_build_space_roundtrip.py) checks its accuracy. A red gain
+    # (~0.92) is part of the error: the photos' light is brighter than the fit's start.
     built, want = space.mean[:, well_seen], truth_mean[:, well_seen]
     gain = (built * want).sum(1, keepdim=True) / (built * built).sum(1, keepdim=True)
     residual = (built * gain - want).abs().mean().item()

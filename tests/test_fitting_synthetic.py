@@ -142,3 +142,26 @@ _MIRROR = (
     + [64, 63, 62, 61, 60]
     + [67, 66, 65]
 )
+
+
+@requires_extension
+def test_exposure_prior_gets_its_target_and_a_render():
+    """The fitter passes the start light's shading as the target, and renders for a stage
+    whose only image-reading loss reads the shading."""
+    _, _, image, landmarks, mask = _scene("orthographic")
+    overrides = [
+        f"render_size={R}",
+        "model.num_identity=20",
+        "model.num_expression=10",
+        "lighting.init_ambient=2.5",
+        "stages.rigid.iterations=0",
+        "stages.full.iterations=3",
+    ]
+    config = load_config(None, overrides)
+    config.stages[1].losses = {"landmark": 1.0, "exposure-prior": 1.0}
+    demo = demo_head()
+    fitter = Fitter(FlameModel(demo.data, demo.landmarks), config)
+    assert fitter._loss("exposure-prior").target == pytest.approx(0.28209479 * 2.5)
+    result = fitter.fit(image, landmarks, mask)
+    assert result.terms["exposure-prior"].shape == (1,)
+    assert torch.isfinite(result.terms["exposure-prior"]).all()

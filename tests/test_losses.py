@@ -39,6 +39,7 @@ def test_the_hook_registers_every_loss_under_its_name():
         "pose-reg",
         "texture-reg",
         "lighting-reg",
+        "exposure-prior",
         "offset-magnitude",
         "offset-smoothness",
     }
@@ -46,9 +47,31 @@ def test_the_hook_registers_every_loss_under_its_name():
 
 def test_every_input_is_a_documented_standard_tensor():
     documented = set(re.findall(r"^``(\w+)``\s+\[", hookspecs.__doc__, flags=re.M))
-    assert {"landmarks2d", "mask", "uv_mask", "lighting"} <= documented
+    assert {"landmarks2d", "mask", "uv_mask", "lighting", "shading"} <= documented
     for cls in LOSSES.values():
         assert set(cls.inputs) | set(cls.optional_inputs) <= documented, cls.name
+
+
+def test_exposure_prior_measures_the_mean_shading_on_the_face():
+    shading = torch.zeros(3, 3, 4, 4)
+    shading[0] = 0.85  # at the target
+    shading[1, :, :2] = 1.05  # 0.2 too bright where the mask is; the rest is ignored
+    shading.requires_grad_()
+    mask = torch.zeros(3, 1, 4, 4)
+    mask[:2, :, :2] = 1.0  # image 2: no face pixel
+    value = _loss("exposure-prior")({"shading": shading, "mask": mask})
+    assert value.tolist() == pytest.approx([0.0, 0.04, 0.0])
+    assert _loss("exposure-prior", target=1.05)(
+        {"shading": shading, "mask": mask}
+    ).tolist() == pytest.approx([0.04, 0.0, 0.0])
+    value.sum().backward()
+    # d/ds of (mean - t)^2 = 2 * 0.2 / (8 pixels * 3 channels) inside the mask, 0 outside.
+    assert shading.grad[1, :, :2].flatten().tolist() == pytest.approx([0.4 / 24] * 24)
+    assert shading.grad[1, :, 2:].abs().sum() == 0 and shading.grad[2].abs().sum() == 0
+    with pytest.raises(ValueError, match="share H,W"):
+        _loss("exposure-prior")({"shading": shading, "mask": mask[:, :, :2]})
+    with pytest.raises(KeyError, match="shading"):
+        _loss("exposure-prior")({"mask": mask})
 
 
 def test_landmark_is_the_mean_squared_distance():
@@ -212,6 +235,7 @@ def _random_values(batch: int = 2) -> dict[str, torch.Tensor]:
         "rendered": rand(batch, 3, 5, 4),
         "image": rand(batch, 3, 5, 4),
         "mask": (rand(batch, 1, 5, 4) > 0.3).double(),
+        "shading": rand(batch, 3, 5, 4) + 0.5,
         "identity": rand(batch, 6) - 0.5,
         "expression": rand(batch, 4) - 0.5,
         "pose": rand(batch, 15) - 0.5,

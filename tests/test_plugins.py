@@ -52,6 +52,7 @@ BUILTIN_LOSSES = {
     "pose-reg",
     "texture-reg",
     "lighting-reg",
+    "exposure-prior",
     "offset-magnitude",
     "offset-smoothness",
 }

@@ -45,7 +45,12 @@ def build_space_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Images fitted together.")] = 8,
     overrides: Annotated[
         list[str] | None,
-        typer.Option("--set", "-s", help="Dotted fit-config override, repeatable."),
+        typer.Option(
+            "--set",
+            "-s",
+            help="Dotted fit-config override, repeatable; applied after build-space's own "
+            "(stages.full.losses.exposure-prior=1.0).",
+        ),
     ] = None,
     executor: Annotated[
         str, typer.Option(help="Where fit and unwrap run: local, or ray (one task per batch).")
@@ -67,16 +72,16 @@ def build_space_command(
     unseen texels, and take the principal components. Re-running resumes from WORK."""
     import warnings
 
-    from flamekit.fitting.config import ConfigError, load_config
+    from flamekit.fitting.config import ConfigError
     from flamekit.model.data import FlameFileError
     from flamekit.plugin_types import PluginUnavailableError
     from flamekit.plugins import PluginNotFoundError
-    from flamekit.texture.build import build_space
+    from flamekit.texture.build import build_config, build_space
 
     if not images:
         _fail("give at least one photo (file, folder or glob)", 2)
     try:
-        config = load_config(None, [*([f"device={device}"] if device else []), *(overrides or [])])
+        config = build_config([*([f"device={device}"] if device else []), *(overrides or [])])
     except (ConfigError, OSError) as error:
         _fail(str(error), 2)
     try:

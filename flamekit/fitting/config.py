@@ -193,7 +193,7 @@ class StageConfig:
     optimize: list[str] = _field("Parameter groups optimized: " + ", ".join(PARAMETER_GROUPS) + ".")
     losses: dict[str, float] = _field(
         "Loss plugin name -> weight (landmark, landmark-robust, photometric, identity-reg, "
-        "expression-reg, pose-reg, texture-reg, lighting-reg, offset-magnitude, "
+        "expression-reg, pose-reg, texture-reg, lighting-reg, exposure-prior, offset-magnitude, "
         "offset-smoothness, or a third-party loss); weight 0 switches a loss off."
     )
     lr: float = _field("Learning rate.", 0.005)
@@ -236,6 +236,9 @@ def _full_stage() -> StageConfig:
             # A tie-breaker between albedo and light colour; larger values keep real
             # coloured light from being fitted.
             "lighting-reg": 1e-3,
+            # 0 for single photos (their exposure is unknown); build-space switches it on so
+            # that brightness differences between photos go to the albedo, not to the light.
+            "exposure-prior": 0.0,
             # Small against photometric 8: where a texel is seen, the L1 photometric gradient
             # outweighs both until the offset is several colour units, so the offset follows
             # the photo. They decide the unseen texels: the magnitude term pulls them back to

@@ -25,6 +25,8 @@ from flamekit.render import Renderer, clip_to_pixels
 __all__ = ["GREY_LIGHT", "FitResult", "Fitter", "StageLog", "uv_coverage"]
 
 _STATIC = slice(17, 68)
+#: Loss inputs that only a render provides: a stage whose losses read none of them skips it.
+_RENDER_INPUTS = frozenset({"rendered", "image", "mask", "shading"})
 #: Soft grey SH light (DC, then band 1) for shape-only renders: geometry without albedo.
 GREY_LIGHT = torch.tensor([2.4, 0.0, 0.25, 0.6, 0.0, 0.0, 0.0, 0.0, 0.0])
 
@@ -152,6 +154,8 @@ class Fitter:
                 options["scale"] = self.render_size / 2
             if name == "landmark":
                 options["squared"] = False
+            if name == "exposure-prior":  # the start light's shading (DECA's DC constant)
+                options["target"] = 0.28209479177387814 * float(self.config.lighting.init_ambient)
             self._loss_cache[name] = self._make_loss(name, **options)
         return self._loss_cache[name]
 
@@ -209,6 +213,7 @@ class Fitter:
             values["rendered"] = rendered.image
             values["image"] = images
             values["mask"] = masks * rendered.mask
+            values["shading"] = rendered.shading
         return values, out, rendered, landmarks2d
 
     # -- the loop
@@ -299,7 +304,8 @@ class Fitter:
             raise ValueError(f"stage {stage.name!r} has no loss with a nonzero weight")
         optimizer = torch.optim.Adam(tensors, lr=stage.lr)
         need_render = any(
-            "rendered" in getattr(self._loss(n), "inputs", ()) for n in weights_by_loss
+            _RENDER_INPUTS.intersection(getattr(self._loss(n), "inputs", ()))
+            for n in weights_by_loss
         )
         lmk_weights = self._stage_weights(stage, images.shape[0])
         start = time.perf_counter()

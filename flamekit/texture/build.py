@@ -41,7 +41,14 @@ import torch
 from flamekit.batch import Failure, expand_images
 from flamekit.io.atomic import atomic_write
 
-__all__ = ["STAGES", "BuildReport", "StageFailure", "build_space"]
+__all__ = [
+    "BUILD_OVERRIDES",
+    "STAGES",
+    "BuildReport",
+    "StageFailure",
+    "build_config",
+    "build_space",
+]
 
 STAGES = ("fit", "unwrap", "complete", "pca")
 _SETTINGS = "settings.json"
@@ -269,6 +276,20 @@ class _StageBar:
 # --------------------------------------------------------------------------------------------
 
 
+#: Fit-config overrides build-space applies under the user's own: photos for a space are
+#: exposed alike, so brightness differences between them go to the albedo (the
+#: ``exposure-prior`` loss), not to the light, whose brightness photometry cannot separate.
+BUILD_OVERRIDES = ("stages.full.losses.exposure-prior=1.0",)
+
+
+def build_config(overrides: Iterable[str] = ()):
+    """The fit config build-space uses: the fit defaults, :data:`BUILD_OVERRIDES`, then
+    ``overrides`` (dotted ``key=value`` strings, as ``flamekit build-space -s``)."""
+    from flamekit.fitting.config import load_config
+
+    return load_config(None, [*BUILD_OVERRIDES, *overrides])
+
+
 def build_space(
     images: Iterable[str | Path],
     init_space,
@@ -298,7 +319,7 @@ def build_space(
         out: the new space (flamekit format); ``<stem>_FLAME_texture.npz`` goes beside it.
         work_dir: per-image intermediate files (default ``<out>.work``); reuse it to resume.
         num_components: K kept (at most images - 1).
-        config: a FitConfig (default ``load_config()``); the texture offset is always on.
+        config: a FitConfig (default :func:`build_config`); the texture offset is always on.
         model: a FlameModel, a registered name or a path (default: the registry / demo head).
         landmarks, masks: files or folders used instead of a detector / segmenter.
         inpainter: the inpainter plugin that fills unseen texels.
@@ -315,7 +336,7 @@ def build_space(
             resumed by later runs).
         quality: measure the space (see :func:`_quality`) into the report and provenance.
     """
-    from flamekit.fitting.config import config_to_dict, load_config
+    from flamekit.fitting.config import config_to_dict
     from flamekit.fitting.pipeline import resolve_device
     from flamekit.texture.executors import make_executor
 
@@ -332,7 +353,7 @@ def build_space(
         raise ValueError(f"num_components must be >= 1, got {num_components}")
     if texture_size < 8:
         raise ValueError(f"texture_size must be >= 8, got {texture_size}")
-    config = config or load_config(None, [])
+    config = config or build_config()
     if not config.texture.offset:  # the offset carries what the initial space cannot
         config = dataclasses.replace(
             config, texture=dataclasses.replace(config.texture, offset=True)

@@ -279,17 +279,58 @@ class LightingReg(_BuiltinLoss):
         self.color = _non_negative("color", color)
 
     def __call__(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        light = self._input(values, "lighting")
-        if light.dim() == 2 and light.shape[1] == 27:
-            light = light.reshape(light.shape[0], 9, 3)
-        if light.dim() != 3 or light.shape[1] != 9 or light.shape[2] not in (1, 3):
-            raise ValueError(
-                f"loss 'lighting-reg': lighting must be [B,9,3], [B,9,1] or [B,27], got "
-                f"{list(light.shape)}"
-            )
+        light = _sh_layout(self, self._input(values, "lighting"))
         directional = light[:, 1:].pow(2).flatten(1).sum(1)
         color = (light - light.mean(2, keepdim=True)).pow(2).flatten(1).sum(1)
         return self.directional * directional + self.color * color
+
+
+def _sh_layout(loss: _BuiltinLoss, light: torch.Tensor) -> torch.Tensor:
+    """[B,9,C] view of [B,9,3], [B,9,1] or DECA's flat [B,27] SH coefficients."""
+    if light.dim() == 2 and light.shape[1] == 27:
+        light = light.reshape(light.shape[0], 9, 3)
+    if light.dim() != 3 or light.shape[1] != 9 or light.shape[2] not in (1, 3):
+        raise ValueError(
+            f"loss {loss.name!r}: lighting must be [B,9,3], [B,9,1] or [B,27], got "
+            f"{list(light.shape)}"
+        )
+    return light
+
+
+class ExposurePrior(_BuiltinLoss):
+    """Keeps the mean shading on the face near a typical exposure.
+
+    Photometric losses cannot tell a bright face under dim light from a dark face under bright
+    light: ``albedo * shading`` is all they see, and frontal light (the SH ``z`` band) shades a
+    face almost as uniformly as ambient light does. Without this prior the albedo's brightness
+    is settled by whichever prior pulls hardest (the texture space's mean, through the offset
+    and coefficient priors) and every face regresses to the initial space's brightness. With
+    it, brightness differences between photos go to the albedo, as they should when the photos
+    are exposed alike (cameras expose for the face): ``(mean_mask(shading) - target)^2``, the
+    shading averaged over its channels and the masked pixels; 0 for an empty mask.
+
+    Options:
+        target: the typical mean shading; the fitter passes the shading of its start light
+            (``0.282 * lighting.init_ambient``).
+    """
+
+    name = "exposure-prior"
+    inputs = ("shading", "mask")
+
+    def __init__(self, target: float = 0.85) -> None:
+        self.target = _positive("target", target)
+
+    def __call__(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        shading = self._input(values, "shading")
+        mask = self._input(values, "mask")
+        if shading.dim() != 4 or mask.dim() != 4 or shading.shape[2:] != mask.shape[2:]:
+            raise ValueError(
+                f"loss 'exposure-prior': shading [B,C,H,W] and mask [B,1,H,W] must share H,W, "
+                f"got {list(shading.shape)} and {list(mask.shape)}"
+            )
+        level = _masked_mean(shading.mean(1, keepdim=True), mask)
+        seen = mask.flatten(1).sum(1) > 0
+        return torch.where(seen, (level - self.target).pow(2), torch.zeros_like(level))
 
 
 def _offset_inputs(loss: _BuiltinLoss, values: Mapping[str, torch.Tensor]):
@@ -368,6 +409,7 @@ LOSSES: dict[str, type[Loss]] = {
         PoseReg,
         TextureReg,
         LightingReg,
+        ExposurePrior,
         OffsetMagnitude,
         OffsetSmoothness,
     )
