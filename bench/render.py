@@ -7,6 +7,10 @@ writes JSON (default bench/results/render-<device>.json).
 
     python bench/render.py                    # CPU, 2 threads, all configurations
     python bench/render.py --device cuda      # GPU
+
+On the CPU it also measures the flamekit/torch ratio at 224x224 batch 1 by interleaved timing
+(--ratio-rounds), which a shared machine's load changes disturb far less than two separate
+medians taken minutes apart.
 """
 
 from __future__ import annotations
@@ -94,6 +98,27 @@ def time_config(backend, tensors, faces, resolution, device, warmup, repeats):
     return statistics.median(times), min(times)
 
 
+def interleaved_ratio(backends, tensors, faces, resolution, rounds, fast_per_round):
+    """Speed ratio slow/fast from interleaved timing: each round times ``fast_per_round``
+    steps of the fast backend and one of the slow one, back to back, so load changes on a
+    shared machine hit both alike; returns the median over rounds of the per-round ratio and
+    the quartiles. CPU only."""
+    fast, slow = backends
+    for backend in (fast, slow):
+        step(backend, tensors, faces, resolution)
+    ratios = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(fast_per_round):
+            step(fast, tensors, faces, resolution)
+        t1 = time.perf_counter()
+        step(slow, tensors, faces, resolution)
+        t2 = time.perf_counter()
+        ratios.append((t2 - t1) / ((t1 - t0) / fast_per_round))
+    q = statistics.quantiles(ratios, n=4)
+    return statistics.median(ratios), q[0], q[2]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -108,6 +133,12 @@ def main(argv=None):
         type=int,
         default=224 * 224 * 16,
         help="skip the torch backend above this many pixels per step",
+    )
+    parser.add_argument(
+        "--ratio-rounds",
+        type=int,
+        default=40,
+        help="CPU: rounds of interleaved flamekit/torch timing at 224x224 batch 1 (0: skip)",
     )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -166,6 +197,26 @@ def main(argv=None):
             )
     for key, value in speedups.items():
         print(f"flamekit vs torch at {key}: {value}x faster")
+    interleaved = None
+    if (
+        device.type == "cpu"
+        and args.ratio_rounds > 1
+        and {"flamekit", "torch"} <= {r["backend"] for r in rows}
+    ):
+        tensors, tri = make_inputs(vertices, faces, 1, device)
+        pair = (get_backend("flamekit"), get_backend("torch"))
+        median, low, high = interleaved_ratio(pair, tensors, tri, (224, 224), args.ratio_rounds, 10)
+        interleaved = {
+            "size": 224,
+            "batch": 1,
+            "rounds": args.ratio_rounds,
+            "median": round(median, 2),
+            "quartiles": [round(low, 2), round(high, 2)],
+        }
+        print(
+            f"interleaved, 224x224 batch 1 ({args.ratio_rounds} rounds of 10 flamekit steps + "
+            f"1 torch step): {median:.1f}x faster (quartiles {low:.1f}x-{high:.1f}x)"
+        )
     result = {
         "benchmark": "rasterize + interpolate(normals, colours) + sh_shade, forward + backward",
         "mesh": mesh_name,
@@ -178,6 +229,7 @@ def main(argv=None):
         "torch": torch.__version__,
         "rows": rows,
         "speedup_vs_torch": speedups,
+        "speedup_vs_torch_interleaved": interleaved,
     }
     out = args.out or ROOT / "bench" / "results" / f"render-{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
