@@ -1,6 +1,7 @@
 """Benchmark the expensive stages of ``build_space`` (fit + unwrap) in images per minute.
 
-Uses the default fit config (rigid 200 + full 800 iterations at 224x224, texture offset on),
+Uses build-space's default fit config (rigid 200 + full 800 iterations at 224x224, texture
+offset and exposure prior on),
 since a shortened schedule would make the figure meaningless for real builds. Photos are the
 shared FFHQ photos with stored landmarks and masks (../shared/data/faces) fitted with the
 FLAME test model when present, else synthetic renders of the demo head. Prints the figure
@@ -119,10 +120,9 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true", help="ignore the shared photos")
     args = parser.parse_args()
 
-    from flamekit.fitting.config import load_config
-    from flamekit.texture.build import build_space
+    from flamekit.texture.build import build_config, build_space
 
-    config = load_config(None, [f"device={args.device}"])  # the default schedule
+    config = build_config([f"device={args.device}"])  # build-space's default schedule
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         setup = None if args.synthetic else shared_setup(folder, args.images)
