@@ -15,7 +15,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import typer
-from PIL import Image
 from typer.testing import CliRunner
 
 from flamekit.assets.demo_head import demo_head
@@ -27,6 +26,7 @@ from flamekit.texture.build import _pca, build_config, build_space
 from flamekit.texture.unwrap import texel_faces, unwrap
 from flamekit_cli.build_cmd import build_space_command
 from tests.conftest import requires_extension
+from tests.photo_files import write_photo_files
 
 pytestmark = requires_extension
 
@@ -167,15 +167,9 @@ def photos(head, demo, tmp_path_factory):
     identity = 0.5 * torch.randn(NUM_IMAGES, 5, generator=gen)
     with torch.no_grad():
         _, _, rendered, lmk = _render(head, demo, albedo, pose, identity, PHOTO, gen)
-    background = torch.tensor([0.35, 0.4, 0.45]).view(1, 3, 1, 1)
-    image = rendered.image + background * (1 - rendered.mask)
-    for i in range(NUM_IMAGES):
-        stem = f"face_{i:02d}"
-        pixels = (image[i].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-        Image.fromarray(pixels).save(folder / f"{stem}.png")
-        mask = (rendered.mask[i, 0].numpy() * 255).astype(np.uint8)
-        Image.fromarray(mask).save(folder / f"{stem}_skin.png")
-        np.save(folder / f"{stem}_lmk68.npy", lmk[i].numpy().astype(np.float32))
+    write_photo_files(
+        folder, rendered, lmk, torch.tensor([0.35, 0.4, 0.45]).view(1, 3, 1, 1), "face"
+    )
     (folder / "broken.png").write_bytes(b"not a png at all")
     return folder, albedo
 

@@ -15,26 +15,25 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from flamekit.model.texture_space import TextureSpace, load_texture_space, save_texture_space
 from flamekit.render import OrthographicCamera, Renderer, clip_to_pixels
 from flamekit.render.ops import interpolate
+from flamekit.render.torch_ops import SH_CONSTANTS
 from flamekit.texture.build import build_config, build_space
 from flamekit.texture.quality import generalization
 from flamekit.texture.unwrap import texel_faces
 from tests.conftest import requires_extension
+from tests.photo_files import write_photo_files
 
 pytestmark = [requires_extension, pytest.mark.slow]
 
 T = 64  # texture size
 PHOTO = 128  # photo and render size
 NUM_PHOTOS, NUM_HELD_OUT = 40, 10
-SH_DC = 0.28209479177387814  # shading of SH coefficient 0 (DECA's constant)
 
 
 @pytest.fixture(scope="module")
@@ -127,19 +126,13 @@ def _write_photos(head, atlas, truth, folder, gen):
         # Expose each face within +-2% of the fit's start light (3.0 -> mean shading 0.85).
         shading = rendered.shading.mean(1, keepdim=True) * rendered.mask
         level = shading.flatten(1).sum(1) / rendered.mask.flatten(1).sum(1)
-        exposure = SH_DC * 3.0 * (1 + 0.04 * (torch.rand(n, generator=gen) - 0.5))
+        exposure = SH_CONSTANTS[0] * 3.0 * (1 + 0.04 * (torch.rand(n, generator=gen) - 0.5))
         light = light * (exposure / level)[:, None, None]
         rendered = renderer(out.vertices, albedo, light, camera)
         landmarks = clip_to_pixels(camera.to_clip(out.landmarks), (PHOTO, PHOTO)) - 0.5
-    background = torch.tensor([0.35, 0.4, 0.45]).view(1, 3, 1, 1)
-    image = rendered.image + background * (1 - rendered.mask)
-    for i in range(n):
-        stem = f"face_{i:02d}"
-        pixels = (image[i].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-        Image.fromarray(pixels).save(folder / f"{stem}.png")
-        mask = (rendered.mask[i, 0].numpy() * 255).astype(np.uint8)
-        Image.fromarray(mask).save(folder / f"{stem}_skin.png")
-        np.save(folder / f"{stem}_lmk68.npy", landmarks[i].numpy().astype(np.float32))
+    write_photo_files(
+        folder, rendered, landmarks, torch.tensor([0.35, 0.4, 0.45]).view(1, 3, 1, 1), "face"
+    )
     return albedo
 
 

@@ -21,6 +21,7 @@ from flamekit.fitting.parameters import FitParameters
 from flamekit.model.flame import FlameModel
 from flamekit.model.texture_space import TextureSpace
 from flamekit.render import Renderer, clip_to_pixels
+from flamekit.render.torch_ops import SH_CONSTANTS
 
 __all__ = ["GREY_LIGHT", "FitResult", "Fitter", "StageLog", "uv_coverage"]
 
@@ -154,8 +155,8 @@ class Fitter:
                 options["scale"] = self.render_size / 2
             if name == "landmark":
                 options["squared"] = False
-            if name == "exposure-prior":  # the start light's shading (DECA's DC constant)
-                options["target"] = 0.28209479177387814 * float(self.config.lighting.init_ambient)
+            if name == "exposure-prior":  # the shading of the start light's DC term
+                options["target"] = SH_CONSTANTS[0] * float(self.config.lighting.init_ambient)
             self._loss_cache[name] = self._make_loss(name, **options)
         return self._loss_cache[name]
 

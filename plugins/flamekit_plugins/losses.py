@@ -279,22 +279,17 @@ class LightingReg(_BuiltinLoss):
         self.color = _non_negative("color", color)
 
     def __call__(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        light = _sh_layout(self, self._input(values, "lighting"))
+        light = self._input(values, "lighting")
+        if light.dim() == 2 and light.shape[1] == 27:
+            light = light.reshape(light.shape[0], 9, 3)
+        if light.dim() != 3 or light.shape[1] != 9 or light.shape[2] not in (1, 3):
+            raise ValueError(
+                f"loss 'lighting-reg': lighting must be [B,9,3], [B,9,1] or [B,27], got "
+                f"{list(light.shape)}"
+            )
         directional = light[:, 1:].pow(2).flatten(1).sum(1)
         color = (light - light.mean(2, keepdim=True)).pow(2).flatten(1).sum(1)
         return self.directional * directional + self.color * color
-
-
-def _sh_layout(loss: _BuiltinLoss, light: torch.Tensor) -> torch.Tensor:
-    """[B,9,C] view of [B,9,3], [B,9,1] or DECA's flat [B,27] SH coefficients."""
-    if light.dim() == 2 and light.shape[1] == 27:
-        light = light.reshape(light.shape[0], 9, 3)
-    if light.dim() != 3 or light.shape[1] != 9 or light.shape[2] not in (1, 3):
-        raise ValueError(
-            f"loss {loss.name!r}: lighting must be [B,9,3], [B,9,1] or [B,27], got "
-            f"{list(light.shape)}"
-        )
-    return light
 
 
 class ExposurePrior(_BuiltinLoss):
