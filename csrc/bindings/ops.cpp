@@ -110,8 +110,9 @@ void check_cuda(cudaError_t status, const char* op) {
 }
 
 // Runs fn(buffer, begin, end) over [0, n) in chunks, each chunk accumulating into its own
-// zeroed buffer shaped like `out`; the buffers are then summed into `out` in chunk order, so
-// the result does not depend on scheduling.
+// buffer shaped like `out` (zero-initialized by the caller): chunk 0 into `out` itself, the
+// others into workspaces each thread zeroes for itself. The workspaces are then added to
+// `out` in chunk order, so the result does not depend on scheduling.
 template <typename Fn>
 void parallel_accumulate(int64_t n, const Tensor& out, Fn fn) {
   const int64_t chunks =
@@ -120,13 +121,17 @@ void parallel_accumulate(int64_t n, const Tensor& out, Fn fn) {
     fn(out, 0, n);
     return;
   }
-  std::vector<int64_t> buffer_shape{chunks};
+  std::vector<int64_t> buffer_shape{chunks - 1};
   for (auto s : out.sizes()) buffer_shape.push_back(s);
-  Tensor buffers = torch::zeros(buffer_shape, out.options());
+  Tensor buffers = torch::empty(buffer_shape, out.options());
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) fn(buffers[c], c * n / chunks, (c + 1) * n / chunks);
+    for (int64_t c = c0; c < c1; ++c) {
+      Tensor target = c == 0 ? out : buffers[c - 1];
+      if (c > 0) target.zero_();
+      fn(target, c * n / chunks, (c + 1) * n / chunks);
+    }
   });
-  out.add_(buffers.sum(0));
+  for (int64_t c = 1; c < chunks; ++c) out.add_(buffers[c - 1]);
 }
 
 }  // namespace
@@ -145,16 +150,22 @@ Tensor rasterize_forward(const Tensor& pos, const Tensor& tri, int64_t height, i
   const int B = int(pos.size(0)), V = int(pos.size(1)), H = int(height), W = int(width);
   Tensor rast = torch::empty({B, H, W, 4}, pos.options());
   if (rast.numel() == 0) return rast;
-  Tensor frags = torch::empty({B, H, W}, pos.options().dtype(torch::kInt64));
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_forward", [&] {
     const int64_t setup_bytes = int64_t(B) * F * int64_t(sizeof(TriangleSetup<scalar_t>));
-    Tensor setups = torch::empty({std::max<int64_t>(setup_bytes, 1)},
+    // CPU: the per-vertex ndc follow the setups in the same workspace.
+    const int64_t ndc_offset = (setup_bytes + 63) / 64 * 64;
+    const int64_t ndc_bytes =
+        pos.is_cuda() ? 0 : int64_t(B) * V * int64_t(sizeof(VertexNdc<scalar_t>));
+    Tensor setups = torch::empty({std::max<int64_t>(ndc_offset + ndc_bytes, 1)},
                                  pos.options().dtype(torch::kUInt8));
     auto* setup_ptr = reinterpret_cast<TriangleSetup<scalar_t>*>(setups.data_ptr());
-    auto* frag_ptr = reinterpret_cast<uint64_t*>(frags.data_ptr<int64_t>());
+    auto* ndc_ptr = reinterpret_cast<VertexNdc<scalar_t>*>(
+        static_cast<uint8_t*>(setups.data_ptr()) + ndc_offset);
     if (pos.is_cuda()) {
 #ifdef FLAMEKIT_WITH_CUDA
       const c10::cuda::CUDAGuard guard(pos.device());
+      Tensor frags = torch::empty({B, H, W}, pos.options().dtype(torch::kInt64));
+      auto* frag_ptr = reinterpret_cast<uint64_t*>(frags.data_ptr<int64_t>());
       check_cuda(cuda::rasterize_forward(pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(), B,
                                          V, int(F), H, W, setup_ptr, frag_ptr,
                                          rast.data_ptr<scalar_t>(),
@@ -165,18 +176,17 @@ Tensor rasterize_forward(const Tensor& pos, const Tensor& tri, int64_t height, i
 #endif
       return;
     }
-    frags.fill_(-1);  // every bit set: kEmptyFragment
     const scalar_t* p = pos.data_ptr<scalar_t>();
     const int32_t* t = tri.data_ptr<int32_t>();
-    at::parallel_for(0, int64_t(B) * F, 1024, [&](int64_t b, int64_t e) {
-      cpu::raster_setup(p, t, V, int(F), H, W, setup_ptr, b, e);
+    at::parallel_for(0, int64_t(B) * V, 2048, [&](int64_t b, int64_t e) {
+      cpu::raster_vertex_ndc(p, ndc_ptr, b, e);
     });
-    at::parallel_for(0, int64_t(B) * H, 8, [&](int64_t b, int64_t e) {
-      cpu::raster_rows(setup_ptr, int(F), H, W, frag_ptr, b, e);
+    at::parallel_for(0, int64_t(B) * F, 1024, [&](int64_t b, int64_t e) {
+      cpu::raster_setup(p, ndc_ptr, t, V, int(F), H, W, setup_ptr, b, e);
     });
     scalar_t* r = rast.data_ptr<scalar_t>();
-    at::parallel_for(0, int64_t(B) * H * W, kPixelGrain, [&](int64_t b, int64_t e) {
-      cpu::raster_resolve(setup_ptr, frag_ptr, int(F), H, W, r, b, e);
+    at::parallel_for(0, int64_t(B) * H, 8, [&](int64_t b, int64_t e) {
+      cpu::raster_band(setup_ptr, int(F), H, W, r, b, e);
     });
   });
   return rast;

@@ -1,27 +1,66 @@
 // CPU attribute interpolation with the barycentrics of a rasterized image.
+#include <algorithm>
+
 #include "flamekit/cpu_kernels.h"
 
 namespace flamekit {
 namespace cpu {
 
+namespace {
+
+// One pixel of the forward: zeros on background.
+template <typename T>
+inline void interpolate_pixel(const T* attr, const T* r, const int32_t* tri, int C, T* o) {
+  const int t = int(r[3]);
+  if (t == 0) {
+    for (int c = 0; c < C; ++c) o[c] = T(0);
+    return;
+  }
+  const T b0 = r[0], b1 = r[1], b2 = T(1) - b0 - b1;
+  const int32_t* vi = tri + int64_t(t - 1) * 3;
+  const T* a0 = attr + int64_t(vi[0]) * C;
+  const T* a1 = attr + int64_t(vi[1]) * C;
+  const T* a2 = attr + int64_t(vi[2]) * C;
+  for (int c = 0; c < C; ++c) o[c] = barycentric_mix(b0, b1, b2, a0[c], a1[c], a2[c]);
+}
+
+// One pixel of the backward: accumulates into grad_attr, writes gr[0..3].
+template <typename T>
+inline void interpolate_pixel_backward(const T* attr, const T* r, const int32_t* tri,
+                                       const T* g, int C, T* grad_attr, T* gr) {
+  gr[0] = gr[1] = gr[2] = gr[3] = T(0);
+  const int t = int(r[3]);
+  if (t == 0) return;
+  const T b0 = r[0], b1 = r[1], b2 = T(1) - b0 - b1;
+  const int32_t* vi = tri + int64_t(t - 1) * 3;
+  const T* a0 = attr + int64_t(vi[0]) * C;
+  const T* a1 = attr + int64_t(vi[1]) * C;
+  const T* a2 = attr + int64_t(vi[2]) * C;
+  T* g0 = grad_attr + int64_t(vi[0]) * C;
+  T* g1 = grad_attr + int64_t(vi[1]) * C;
+  T* g2 = grad_attr + int64_t(vi[2]) * C;
+  T gb0 = T(0), gb1 = T(0);
+  for (int c = 0; c < C; ++c) {
+    g0[c] += b0 * g[c];
+    g1[c] += b1 * g[c];
+    g2[c] += b2 * g[c];
+    gb0 += g[c] * (a0[c] - a2[c]);
+    gb1 += g[c] * (a1[c] - a2[c]);
+  }
+  gr[0] = gb0;
+  gr[1] = gb1;
+}
+
+}  // namespace
+
 template <typename T>
 void interpolate_forward(const T* attr, bool attr_batched, const T* rast, const int32_t* tri,
                          int V, int C, int HW, T* out, int64_t begin, int64_t end) {
-  for (int64_t p = begin; p < end; ++p) {
-    T* o = out + p * C;
-    const T* r = rast + p * 4;
-    const int t = int(r[3]);
-    if (t == 0) {
-      for (int c = 0; c < C; ++c) o[c] = T(0);
-      continue;
-    }
-    const T b0 = r[0], b1 = r[1], b2 = T(1) - b0 - b1;
-    const T* a = attr + (attr_batched ? (p / HW) * int64_t(V) * C : 0);
-    const int32_t* vi = tri + int64_t(t - 1) * 3;
-    const T* a0 = a + int64_t(vi[0]) * C;
-    const T* a1 = a + int64_t(vi[1]) * C;
-    const T* a2 = a + int64_t(vi[2]) * C;
-    for (int c = 0; c < C; ++c) o[c] = barycentric_mix(b0, b1, b2, a0[c], a1[c], a2[c]);
+  // Batch segment by batch segment: no integer division per pixel.
+  for (int64_t p = begin; p < end;) {
+    const int64_t b = p / HW, stop = std::min<int64_t>(end, (b + 1) * HW);
+    const T* a = attr + (attr_batched ? b * int64_t(V) * C : 0);
+    for (; p < stop; ++p) interpolate_pixel(a, rast + p * 4, tri, C, out + p * C);
   }
 }
 
@@ -29,32 +68,12 @@ template <typename T>
 void interpolate_backward(const T* attr, bool attr_batched, const T* rast, const int32_t* tri,
                           const T* grad_out, int V, int C, int HW, T* grad_attr, T* grad_rast,
                           int64_t begin, int64_t end) {
-  for (int64_t p = begin; p < end; ++p) {
-    const T* r = rast + p * 4;
-    T* gr = grad_rast + p * 4;
-    gr[0] = gr[1] = gr[2] = gr[3] = T(0);
-    const int t = int(r[3]);
-    if (t == 0) continue;
-    const T b0 = r[0], b1 = r[1], b2 = T(1) - b0 - b1;
-    const int64_t offset = attr_batched ? (p / HW) * int64_t(V) * C : 0;
-    const int32_t* vi = tri + int64_t(t - 1) * 3;
-    const T* a0 = attr + offset + int64_t(vi[0]) * C;
-    const T* a1 = attr + offset + int64_t(vi[1]) * C;
-    const T* a2 = attr + offset + int64_t(vi[2]) * C;
-    T* g0 = grad_attr + offset + int64_t(vi[0]) * C;
-    T* g1 = grad_attr + offset + int64_t(vi[1]) * C;
-    T* g2 = grad_attr + offset + int64_t(vi[2]) * C;
-    const T* g = grad_out + p * C;
-    T gb0 = T(0), gb1 = T(0);
-    for (int c = 0; c < C; ++c) {
-      g0[c] += b0 * g[c];
-      g1[c] += b1 * g[c];
-      g2[c] += b2 * g[c];
-      gb0 += g[c] * (a0[c] - a2[c]);
-      gb1 += g[c] * (a1[c] - a2[c]);
-    }
-    gr[0] = gb0;
-    gr[1] = gb1;
+  for (int64_t p = begin; p < end;) {
+    const int64_t b = p / HW, stop = std::min<int64_t>(end, (b + 1) * HW);
+    const int64_t offset = attr_batched ? b * int64_t(V) * C : 0;
+    for (; p < stop; ++p)
+      interpolate_pixel_backward(attr + offset, rast + p * 4, tri, grad_out + p * C, C,
+                                 grad_attr + offset, grad_rast + p * 4);
   }
 }
 

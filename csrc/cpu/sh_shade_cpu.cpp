@@ -19,6 +19,26 @@ void load_lighting(const T* sh_b, T coef[9][3]) {
     for (int c = 0; c < 3; ++c) coef[k][c] = sh_b[k * SC + (SC == 3 ? c : 0)];
 }
 
+// Shading of one pixel from its normal n: s[c] = sum_k coef[k][c] Y_k(n).
+template <typename T>
+inline void shade_pixel(const T* n, const T coef[9][3], T Y[9], T s[3]) {
+  sh_basis(n[0], n[1], n[2], Y);
+  for (int c = 0; c < 3; ++c) {
+    T acc = T(0);
+    for (int k = 0; k < 9; ++k) acc += coef[k][c] * Y[k];
+    s[c] = acc;
+  }
+}
+
+// Background pixels of a render carry a zero normal (interpolate writes zeros there), about
+// two thirds of a face render: in the backward (which does not vectorize, unlike the
+// forward) their shading is the same constant, computed once per batch element by the same
+// arithmetic (so bit-identical), which skips the basis for them.
+template <typename T>
+inline bool is_zero_normal(const T* n) {
+  return n[0] == T(0) && n[1] == T(0) && n[2] == T(0);
+}
+
 template <typename T, int SC>
 void forward_range(const T* albedo, const T* normals, const T* sh, int64_t HW, T* image,
                    T* shading, int64_t begin, int64_t end) {
@@ -28,13 +48,11 @@ void forward_range(const T* albedo, const T* normals, const T* sh, int64_t HW, T
     load_lighting<T, SC>(sh + b * 9 * SC, coef);
     for (; p < stop; ++p) {
       const T* n = normals + p * 3;
-      T Y[9];
-      sh_basis(n[0], n[1], n[2], Y);
+      T Y[9], s[3];
+      shade_pixel(n, coef, Y, s);
       for (int c = 0; c < 3; ++c) {
-        T s = T(0);
-        for (int k = 0; k < 9; ++k) s += coef[k][c] * Y[k];
-        shading[p * 3 + c] = s;
-        image[p * 3 + c] = albedo[p * 3 + c] * s;
+        shading[p * 3 + c] = s[c];
+        image[p * 3 + c] = albedo[p * 3 + c] * s[c];
       }
     }
   }
@@ -49,16 +67,22 @@ void backward_range(const T* albedo, const T* normals, const T* sh, int64_t HW,
     T coef[9][3];
     load_lighting<T, SC>(sh + b * 9 * SC, coef);
     T gsh[9][3] = {};
+    const T zero_normal[3] = {T(0), T(0), T(0)};
+    T Y0[9], s0[3];
+    shade_pixel(zero_normal, coef, Y0, s0);
     for (; p < stop; ++p) {
       const T* n = normals + p * 3;
-      T Y[9];
-      sh_basis(n[0], n[1], n[2], Y);
+      const bool zero = is_zero_normal(n);
+      T Y[9], s[3];
+      if (zero) {
+        s[0] = s0[0], s[1] = s0[1], s[2] = s0[2];
+      } else {
+        shade_pixel(n, coef, Y, s);
+      }
       T gs[3];
       for (int c = 0; c < 3; ++c) {
-        T s = T(0);
-        for (int k = 0; k < 9; ++k) s += coef[k][c] * Y[k];
         const T gi = grad_image[p * 3 + c];
-        grad_albedo[p * 3 + c] = gi * s;
+        grad_albedo[p * 3 + c] = gi * s[c];
         gs[c] = gi * albedo[p * 3 + c];
         if (grad_shading) gs[c] += grad_shading[p * 3 + c];
       }
@@ -70,6 +94,8 @@ void backward_range(const T* albedo, const T* normals, const T* sh, int64_t HW,
         gn[0] = gn[1] = gn[2] = T(0);
         continue;
       }
+      if (zero)
+        for (int k = 0; k < 9; ++k) Y[k] = Y0[k];
       T dn[9];
       for (int k = 0; k < 9; ++k) {
         dn[k] = (gs[0] * coef[k][0] + gs[1] * coef[k][1]) + gs[2] * coef[k][2];

@@ -61,11 +61,11 @@ void test_cpu_pipeline_quad() {
                             lo, hi, 0.1f, 1.f};
   const int32_t tri[F * 3] = {0, 1, 2, 0, 2, 3};
   std::vector<TriangleSetup<float>> setups(F);
-  std::vector<uint64_t> frags(H * W, kEmptyFragment);
-  std::vector<float> rast(H * W * 4);
-  cpu::raster_setup(pos, tri, V, F, H, W, setups.data(), 0, F);
-  cpu::raster_rows(setups.data(), F, H, W, frags.data(), 0, H);
-  cpu::raster_resolve(setups.data(), frags.data(), F, H, W, rast.data(), 0, H * W);
+  std::vector<float> rast(H * W * 4, -1.f);
+  std::vector<VertexNdc<float>> ndc(V);
+  cpu::raster_vertex_ndc(pos, ndc.data(), 0, V);
+  cpu::raster_setup(pos, ndc.data(), tri, V, F, H, W, setups.data(), 0, F);
+  cpu::raster_band(setups.data(), F, H, W, rast.data(), 0, H);
   int covered = 0;
   for (int t = 0; t < F; ++t) {
     std::vector<uint64_t> single(H * W, kEmptyFragment);
@@ -170,7 +170,9 @@ void test_depth_test_matches_scalar_fragments() {
     tri[v] = v;
   }
   std::vector<TriangleSetup<float>> setups(F);
-  cpu::raster_setup(pos.data(), tri.data(), F * 3, F, H, W, setups.data(), 0, F);
+  std::vector<VertexNdc<float>> ndc(F * 3);
+  cpu::raster_vertex_ndc(pos.data(), ndc.data(), 0, F * 3);
+  cpu::raster_setup(pos.data(), ndc.data(), tri.data(), F * 3, F, H, W, setups.data(), 0, F);
   std::vector<uint64_t> fast(H * W, kEmptyFragment), slow(H * W, kEmptyFragment);
   cpu::raster_rows(setups.data(), F, H, W, fast.data(), 0, H);
   for (int f = 0; f < F; ++f)

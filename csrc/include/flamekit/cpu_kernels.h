@@ -13,21 +13,30 @@
 namespace flamekit {
 namespace cpu {
 
-// Triangle setups for the flattened range of (batch, triangle) pairs.
+// vertex_ndc for the flattened range [begin, end) of the B*V vertices of pos.
 template <typename T>
-void raster_setup(const T* pos, const int32_t* tri, int V, int F, int H, int W,
-                  TriangleSetup<T>* setups, int64_t begin, int64_t end);
+void raster_vertex_ndc(const T* pos, VertexNdc<T>* ndc, int64_t begin, int64_t end);
 
-// Depth test for the flattened image rows [begin, end) of the B*H rows. Each row belongs
-// to one caller, so no atomics are needed; frags must start as kEmptyFragment.
+// Triangle setups for the flattened range of (batch, triangle) pairs, from pos and its
+// raster_vertex_ndc (the divisions and validity checks are per vertex, not per corner).
+template <typename T>
+void raster_setup(const T* pos, const VertexNdc<T>* ndc, const int32_t* tri, int V, int F,
+                  int H, int W, TriangleSetup<T>* setups, int64_t begin, int64_t end);
+
+// Depth test alone for the flattened image rows [begin, end) of the B*H rows, into a
+// full-size frags [B,H,W] that must start as kEmptyFragment. Each row belongs to one caller,
+// so no atomics are needed. (raster_band is the production path; this one lets tests
+// inspect the fragments.)
 template <typename T>
 void raster_rows(const TriangleSetup<T>* setups, int F, int H, int W, uint64_t* frags,
                  int64_t begin, int64_t end);
 
-// Writes rast = (b0, b1, z, tri + 1) for pixels [begin, end) of B*H*W.
+// Depth test and resolve of the flattened image rows [begin, end) of the B*H rows: writes
+// rast = (b0, b1, z, tri + 1) for them, using a per-thread fragment buffer of at most
+// 64K pixels at a time. The forward pass after raster_setup.
 template <typename T>
-void raster_resolve(const TriangleSetup<T>* setups, const uint64_t* frags, int F, int H, int W,
-                    T* rast, int64_t begin, int64_t end);
+void raster_band(const TriangleSetup<T>* setups, int F, int H, int W, T* rast, int64_t begin,
+                 int64_t end);
 
 // Accumulates dL/dpos for pixels [begin, end) into grad_pos [B,V,4] (a per-caller buffer).
 template <typename T>

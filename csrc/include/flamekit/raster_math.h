@@ -79,7 +79,8 @@ FK_HD T edge_value(T aj, T bj, T ak, T bk) {
 // c = (c0, c1) is the gradient of the edge function with respect to (px, py).
 template <typename T>
 FK_HD bool edge_owns_boundary(T c0, T c1) {
-  return c0 > T(0) || (c0 == T(0) && c1 > T(0));
+  // Bitwise, not short-circuit: the outcome is data-dependent (branches would mispredict).
+  return (c0 > T(0)) | ((c0 == T(0)) & (c1 > T(0)));
 }
 
 // Per-triangle data the coverage test needs.
@@ -96,10 +97,38 @@ FK_HD T clamp_value(T v, T lo, T hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
-// Builds the setup of one triangle from its three clip-space vertices (x, y, z, w each).
-// Triangles with a vertex at w <= 0, non-finite coordinates or zero area are marked empty.
+// Per-vertex part of the triangle setup: the ndc position, and whether the vertex can be
+// rasterized at all (w > 0 and finite coordinates). Shared by every triangle of the vertex.
 template <typename T>
-FK_HD TriangleSetup<T> setup_triangle(const T* v0, const T* v1, const T* v2, int H, int W) {
+struct VertexNdc {
+  T x, y;
+  bool valid;
+};
+
+template <typename T>
+FK_HD VertexNdc<T> vertex_ndc(const T* v) {
+  VertexNdc<T> n;
+  n.x = n.y = T(0);
+  // NaN fails the comparison too, so non-finite w is rejected here.
+  n.valid = v[3] > T(0);
+  for (int k = 0; k < 4; ++k) {
+    const T a = v[k];
+    n.valid = n.valid & (a - a == T(0));  // false for inf or NaN
+  }
+  if (n.valid) {
+    n.x = v[0] / v[3];
+    n.y = v[1] / v[3];
+  }
+  return n;
+}
+
+// Builds the setup of one triangle from its three clip-space vertices (x, y, z, w each) and
+// their vertex_ndc. Triangles with a vertex at w <= 0, non-finite coordinates or zero area
+// are marked empty.
+template <typename T>
+FK_HD TriangleSetup<T> setup_triangle(const T* v0, const T* v1, const T* v2,
+                                      const VertexNdc<T>& n0, const VertexNdc<T>& n1,
+                                      const VertexNdc<T>& n2, int H, int W) {
   TriangleSetup<T> s;
   s.x0 = 1;
   s.x1 = 0;
@@ -107,7 +136,6 @@ FK_HD TriangleSetup<T> setup_triangle(const T* v0, const T* v1, const T* v2, int
   s.y1 = 0;
   s.orientation = T(1);
   const T* v[3] = {v0, v1, v2};
-  T nx[3], ny[3];
   for (int i = 0; i < 3; ++i) {
     s.x[i] = v[i][0];
     s.y[i] = v[i][1];
@@ -115,16 +143,8 @@ FK_HD TriangleSetup<T> setup_triangle(const T* v0, const T* v1, const T* v2, int
     s.w[i] = v[i][3];
     s.owns[i] = false;
   }
-  for (int i = 0; i < 3; ++i) {
-    // NaN fails the comparison too, so non-finite w is rejected here.
-    if (!(s.w[i] > T(0))) return s;
-    for (int k = 0; k < 4; ++k) {
-      const T a = v[i][k];
-      if (!(a - a == T(0))) return s;  // inf or NaN
-    }
-    nx[i] = s.x[i] / s.w[i];
-    ny[i] = s.y[i] / s.w[i];
-  }
+  if (!(n0.valid && n1.valid && n2.valid)) return s;
+  const T nx[3] = {n0.x, n1.x, n2.x}, ny[3] = {n0.y, n1.y, n2.y};
   // Orientation from the signed ndc area (w > 0, so it has the sign of det(p0, p1, p2)).
   const T area = (nx[1] - nx[0]) * (ny[2] - ny[0]) - (nx[2] - nx[0]) * (ny[1] - ny[0]);
   if (!(area != T(0))) return s;
@@ -162,6 +182,11 @@ FK_HD TriangleSetup<T> setup_triangle(const T* v0, const T* v1, const T* v2, int
   s.y0 = y0 < 0 ? 0 : y0;
   s.y1 = y1 > H - 1 ? H - 1 : y1;
   return s;
+}
+
+template <typename T>
+FK_HD TriangleSetup<T> setup_triangle(const T* v0, const T* v1, const T* v2, int H, int W) {
+  return setup_triangle(v0, v1, v2, vertex_ndc(v0), vertex_ndc(v1), vertex_ndc(v2), H, W);
 }
 
 // The three (unoriented) edge functions u_i at pixel centre P, evaluated in precision A.
@@ -260,10 +285,6 @@ FK_HD void fragment_backward(const T* v0, const T* v1, const T* v2, int i, int j
   edge_functions(x, y, w, px, py, u);
   const double S = (u[0] + u[1]) + u[2];
   const double b0 = u[0] / S, b1 = u[1] / S;
-  const double nw = (u[0] * double(w[0]) + u[1] * double(w[1])) + u[2] * double(w[2]);
-  const double nz =
-      (u[0] * double(v0[2]) + u[1] * double(v1[2])) + u[2] * double(v2[2]);
-  const double z = nz / nw;
   const double gb0 = double(g_b0), gb1 = double(g_b1), gz = double(g_z);
   // dL/du_i from b_i = u_i / S and z = nz / nw.
   const double G = gb0 * b0 + gb1 * b1;
@@ -271,7 +292,15 @@ FK_HD void fragment_backward(const T* v0, const T* v1, const T* v2, int i, int j
   gu[0] = (gb0 - G) / S;
   gu[1] = (gb1 - G) / S;
   gu[2] = (-G) / S;
-  for (int k = 0; k < 3; ++k) gu[k] += gz * (double(v[k][2]) - z * double(w[k])) / nw;
+  // The depth terms, skipped when no gradient reaches the depth (the common case: shading
+  // and attributes depend on the barycentrics only).
+  double z = 0, nw = 1;
+  if (gz != 0) {
+    nw = (u[0] * double(w[0]) + u[1] * double(w[1])) + u[2] * double(w[2]);
+    const double nz = (u[0] * double(v0[2]) + u[1] * double(v1[2])) + u[2] * double(v2[2]);
+    z = nz / nw;
+    for (int k = 0; k < 3; ++k) gu[k] += gz * (double(v[k][2]) - z * double(w[k])) / nw;
+  }
   // Vertex m is the first vertex of edge e1 = (m+2)%3 (u = a_m b_{m+1} - b_m a_{m+1}) and
   // the second of edge e2 = (m+1)%3 (u = a_{m+2} b_m - b_{m+2} a_m). u depends on
   // (x_m, y_m, w_m) only through a_m, b_m, hence d/dw_m = -px d/dx_m - py d/dy_m.
@@ -281,8 +310,8 @@ FK_HD void fragment_backward(const T* v0, const T* v1, const T* v2, int i, int j
     const double gy = gu[n1] * a[n2] - gu[n2] * a[n1];
     grad[m][0] = T(gx);
     grad[m][1] = T(gy);
-    grad[m][2] = T(gz * u[m] / nw);
-    grad[m][3] = T(-(px * gx + py * gy) - gz * z * u[m] / nw);
+    grad[m][2] = gz != 0 ? T(gz * u[m] / nw) : T(0);
+    grad[m][3] = T(-(px * gx + py * gy) - (gz != 0 ? gz * z * u[m] / nw : 0.0));
   }
 }
 
