@@ -1,5 +1,5 @@
-// Python module flamekit._C: the raw forward/backward ops. The autograd Functions that
-// users call live in flamekit/render/ops.py.
+// Python module flamekit._C: the raw forward/backward ops, and the differentiable ops (C++
+// autograd Functions) that flamekit/render/ops.py wraps for users.
 #include <torch/extension.h>
 
 #include "ops.h"
@@ -19,5 +19,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sh_shade_backward", &flamekit::sh_shade_backward,
         "(dL/dalbedo, dL/dnormals, dL/dsh)", py::arg("albedo"), py::arg("normals"),
         py::arg("sh"), py::arg("grad_image"), py::arg("grad_shading") = py::none());
+  m.def("rasterize", &flamekit::rasterize, "differentiable rasterize_forward", py::arg("pos"),
+        py::arg("tri"), py::arg("height"), py::arg("width"));
+  m.def("interpolate", &flamekit::interpolate, "differentiable interpolate_forward",
+        py::arg("attr"), py::arg("rast"), py::arg("tri"));
+  m.def("sh_shade", &flamekit::sh_shade, "differentiable sh_shade_forward: (image, shading)",
+        py::arg("albedo"), py::arg("normals"), py::arg("sh"));
   m.def("built_with_cuda", &flamekit::built_with_cuda, "whether CUDA kernels were compiled");
 }

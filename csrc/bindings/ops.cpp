@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 #include "flamekit/cpu_kernels.h"
 #include "ops.h"
@@ -134,6 +135,25 @@ void parallel_accumulate(int64_t n, const Tensor& out, Fn fn) {
   for (int64_t c = 1; c < chunks; ++c) out.add_(buffers[c - 1]);
 }
 
+// A CPU workspace of `bytes` bytes (64-byte aligned). Up to 16 MiB it is kept by the calling
+// thread and reused: a fresh allocation of this size comes back as new pages from the kernel
+// on every call, and at 224x224 those page faults cost as much as the triangle setup itself.
+// Larger workspaces are allocated per call and owned by `holder`.
+uint8_t* cpu_workspace(int64_t bytes, Tensor& holder) {
+  constexpr int64_t kKeptBytes = int64_t(16) << 20;
+  if (bytes > kKeptBytes) {
+    holder = torch::empty({bytes + 64}, torch::kUInt8);
+  } else {
+    thread_local std::vector<uint8_t> kept;
+    if (int64_t(kept.size()) < bytes + 64)
+      kept.resize(size_t(std::max<int64_t>(bytes + 64, int64_t(1) << 20)));
+    const auto address = reinterpret_cast<uintptr_t>(kept.data());
+    return reinterpret_cast<uint8_t*>((address + 63) / 64 * 64);
+  }
+  const auto address = reinterpret_cast<uintptr_t>(holder.data_ptr());
+  return reinterpret_cast<uint8_t*>((address + 63) / 64 * 64);
+}
+
 }  // namespace
 
 Tensor rasterize_forward(const Tensor& pos, const Tensor& tri, int64_t height, int64_t width) {
@@ -152,18 +172,12 @@ Tensor rasterize_forward(const Tensor& pos, const Tensor& tri, int64_t height, i
   if (rast.numel() == 0) return rast;
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_forward", [&] {
     const int64_t setup_bytes = int64_t(B) * F * int64_t(sizeof(TriangleSetup<scalar_t>));
-    // CPU: the per-vertex ndc follow the setups in the same workspace.
-    const int64_t ndc_offset = (setup_bytes + 63) / 64 * 64;
-    const int64_t ndc_bytes =
-        pos.is_cuda() ? 0 : int64_t(B) * V * int64_t(sizeof(VertexNdc<scalar_t>));
-    Tensor setups = torch::empty({std::max<int64_t>(ndc_offset + ndc_bytes, 1)},
-                                 pos.options().dtype(torch::kUInt8));
-    auto* setup_ptr = reinterpret_cast<TriangleSetup<scalar_t>*>(setups.data_ptr());
-    auto* ndc_ptr = reinterpret_cast<VertexNdc<scalar_t>*>(
-        static_cast<uint8_t*>(setups.data_ptr()) + ndc_offset);
     if (pos.is_cuda()) {
 #ifdef FLAMEKIT_WITH_CUDA
       const c10::cuda::CUDAGuard guard(pos.device());
+      Tensor setups = torch::empty({std::max<int64_t>(setup_bytes, 1)},
+                                   pos.options().dtype(torch::kUInt8));
+      auto* setup_ptr = reinterpret_cast<TriangleSetup<scalar_t>*>(setups.data_ptr());
       Tensor frags = torch::empty({B, H, W}, pos.options().dtype(torch::kInt64));
       auto* frag_ptr = reinterpret_cast<uint64_t*>(frags.data_ptr<int64_t>());
       check_cuda(cuda::rasterize_forward(pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(), B,
@@ -176,6 +190,13 @@ Tensor rasterize_forward(const Tensor& pos, const Tensor& tri, int64_t height, i
 #endif
       return;
     }
+    // CPU: the per-vertex ndc follow the setups in the same workspace.
+    const int64_t ndc_offset = (setup_bytes + 63) / 64 * 64;
+    const int64_t ndc_bytes = int64_t(B) * V * int64_t(sizeof(VertexNdc<scalar_t>));
+    Tensor workspace_holder;
+    uint8_t* workspace = cpu_workspace(ndc_offset + ndc_bytes, workspace_holder);
+    auto* setup_ptr = reinterpret_cast<TriangleSetup<scalar_t>*>(workspace);
+    auto* ndc_ptr = reinterpret_cast<VertexNdc<scalar_t>*>(workspace + ndc_offset);
     const scalar_t* p = pos.data_ptr<scalar_t>();
     const int32_t* t = tri.data_ptr<int32_t>();
     at::parallel_for(0, int64_t(B) * V, 2048, [&](int64_t b, int64_t e) {

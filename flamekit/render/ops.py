@@ -1,4 +1,5 @@
-"""Differentiable rendering primitives backed by the compiled extension ``flamekit._C``.
+"""Differentiable rendering primitives backed by the compiled extension ``flamekit._C``
+(whose autograd Functions are written in C++, to keep per-op overhead low).
 
 Conventions are those of nvdiffrast, so adapters and comparisons are trivial:
 
@@ -31,59 +32,6 @@ def _as_int32(tri: torch.Tensor) -> torch.Tensor:
     return tri.contiguous()
 
 
-class _Rasterize(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, pos, tri, height, width):
-        rast = load_extension().rasterize_forward(pos, tri, height, width)
-        ctx.save_for_backward(pos, tri, rast)
-        ctx.mark_non_differentiable(tri)
-        return rast
-
-    @staticmethod
-    def backward(ctx, grad_rast):
-        pos, tri, rast = ctx.saved_tensors
-        grad_pos = load_extension().rasterize_backward(pos, tri, rast, grad_rast.contiguous())
-        return grad_pos, None, None, None
-
-
-class _Interpolate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, attr, rast, tri):
-        out = load_extension().interpolate_forward(attr, rast, tri)
-        ctx.save_for_backward(attr, rast, tri)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        attr, rast, tri = ctx.saved_tensors
-        grad_attr, grad_rast = load_extension().interpolate_backward(
-            attr, rast, tri, grad_out.contiguous()
-        )
-        return grad_attr, grad_rast, None
-
-
-class _ShShade(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, albedo, normals, sh):
-        image, shading = load_extension().sh_shade_forward(albedo, normals, sh)
-        ctx.save_for_backward(albedo, normals, sh)
-        ctx.set_materialize_grads(False)  # an unused shading output needs no zero gradient
-        return image, shading
-
-    @staticmethod
-    def backward(ctx, grad_image, grad_shading):
-        albedo, normals, sh = ctx.saved_tensors
-        if grad_image is None:
-            grad_image = torch.zeros_like(albedo)
-        if grad_shading is not None:
-            grad_shading = grad_shading.contiguous()
-        return tuple(
-            load_extension().sh_shade_backward(
-                albedo, normals, sh, grad_image.contiguous(), grad_shading
-            )
-        )
-
-
 def rasterize(pos: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int]) -> torch.Tensor:
     """Rasterize triangles into per-pixel (b0, b1, z, tri_id + 1).
 
@@ -98,7 +46,7 @@ def rasterize(pos: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int])
     if pos.dim() == 2:
         pos = pos.unsqueeze(0)
     height, width = (int(r) for r in resolution)
-    return _Rasterize.apply(pos.contiguous(), _as_int32(tri), height, width)
+    return load_extension().rasterize(pos.contiguous(), _as_int32(tri), height, width)
 
 
 def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
@@ -114,7 +62,7 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> to
         [B,H,W,C]; zeros on background pixels. Differentiable with respect to ``attr`` and to
         the barycentrics in ``rast``.
     """
-    return _Interpolate.apply(attr.contiguous(), rast.contiguous(), _as_int32(tri))
+    return load_extension().interpolate(attr.contiguous(), rast.contiguous(), _as_int32(tri))
 
 
 def sh_shade(
@@ -144,5 +92,7 @@ def sh_shade(
     """
     if sh.dim() == 2 and sh.shape[1] == 27:
         sh = sh.reshape(sh.shape[0], 9, 3)
-    image, shading = _ShShade.apply(albedo.contiguous(), normals.contiguous(), sh.contiguous())
+    image, shading = load_extension().sh_shade(
+        albedo.contiguous(), normals.contiguous(), sh.contiguous()
+    )
     return (image, shading) if return_shading else image
