@@ -8,9 +8,12 @@ namespace cpu {
 
 namespace {
 
-// One pixel of the forward: zeros on background.
-template <typename T>
-inline void interpolate_pixel(const T* attr, const T* r, const int32_t* tri, int C, T* o) {
+// One pixel of the forward: zeros on background. kC > 0 fixes the channel count at compile
+// time (3: normals, colours, positions, the common case); kC == 0 reads it from `channels`.
+template <typename T, int kC>
+inline void interpolate_pixel(const T* attr, const T* r, const int32_t* tri, int channels,
+                              T* o) {
+  const int C = kC > 0 ? kC : channels;
   const int t = int(r[3]);
   if (t == 0) {
     for (int c = 0; c < C; ++c) o[c] = T(0);
@@ -25,9 +28,10 @@ inline void interpolate_pixel(const T* attr, const T* r, const int32_t* tri, int
 }
 
 // One pixel of the backward: accumulates into grad_attr, writes gr[0..3].
-template <typename T>
+template <typename T, int kC>
 inline void interpolate_pixel_backward(const T* attr, const T* r, const int32_t* tri,
-                                       const T* g, int C, T* grad_attr, T* gr) {
+                                       const T* g, int channels, T* grad_attr, T* gr) {
+  const int C = kC > 0 ? kC : channels;
   gr[0] = gr[1] = gr[2] = gr[3] = T(0);
   const int t = int(r[3]);
   if (t == 0) return;
@@ -51,30 +55,106 @@ inline void interpolate_pixel_backward(const T* attr, const T* r, const int32_t*
   gr[1] = gb1;
 }
 
+template <typename T, int kC>
+void forward_range(const T* attr, bool attr_batched, const T* rast, const int32_t* tri, int V,
+                   int C, int HW, T* out, int64_t begin, int64_t end) {
+  // Batch segment by batch segment: no integer division per pixel.
+  for (int64_t p = begin; p < end;) {
+    const int64_t b = p / HW, stop = std::min<int64_t>(end, (b + 1) * HW);
+    const T* a = attr + (attr_batched ? b * int64_t(V) * C : 0);
+    for (; p < stop; ++p) interpolate_pixel<T, kC>(a, rast + p * 4, tri, C, out + p * C);
+  }
+}
+
+template <typename T, int kC>
+void backward_range(const T* attr, bool attr_batched, const T* rast, const int32_t* tri,
+                    const T* grad_out, int V, int C, int HW, T* grad_attr, T* grad_rast,
+                    int64_t begin, int64_t end) {
+  for (int64_t p = begin; p < end;) {
+    const int64_t b = p / HW, stop = std::min<int64_t>(end, (b + 1) * HW);
+    const int64_t offset = attr_batched ? b * int64_t(V) * C : 0;
+    for (; p < stop; ++p)
+      interpolate_pixel_backward<T, kC>(attr + offset, rast + p * 4, tri, grad_out + p * C, C,
+                                        grad_attr + offset, grad_rast + p * 4);
+  }
+}
+
+// With the channel count known at compile time, the attribute gradient of a run of pixels
+// on the same triangle (consecutive pixels of a row usually are) is summed in registers and
+// added to the three vertices once per run, instead of a chain of dependent read-modify-
+// writes of the same memory per pixel.
+template <typename T, int kC>
+void backward_runs(const T* attr, bool attr_batched, const T* rast, const int32_t* tri,
+                   const T* grad_out, int V, int HW, T* grad_attr, T* grad_rast, int64_t begin,
+                   int64_t end) {
+  for (int64_t p = begin; p < end;) {
+    const int64_t b = p / HW, stop = std::min<int64_t>(end, (b + 1) * HW);
+    const int64_t offset = attr_batched ? b * int64_t(V) * kC : 0;
+    const T* a = attr + offset;
+    T* ga = grad_attr + offset;
+    int run_t = 0;  // triangle id + 1 of the current run; 0: none
+    T acc[3][kC] = {};
+    auto flush = [&]() {
+      if (run_t == 0) return;
+      const int32_t* vi = tri + int64_t(run_t - 1) * 3;
+      for (int m = 0; m < 3; ++m)
+        for (int c = 0; c < kC; ++c) {
+          ga[int64_t(vi[m]) * kC + c] += acc[m][c];
+          acc[m][c] = T(0);
+        }
+    };
+    for (; p < stop; ++p) {
+      const T* r = rast + p * 4;
+      T* gr = grad_rast + p * 4;
+      gr[0] = gr[1] = gr[2] = gr[3] = T(0);
+      const int t = int(r[3]);
+      if (t == 0) continue;
+      if (t != run_t) {
+        flush();
+        run_t = t;
+      }
+      const T b0 = r[0], b1 = r[1], b2 = T(1) - b0 - b1;
+      const int32_t* vi = tri + int64_t(t - 1) * 3;
+      const T* a0 = a + int64_t(vi[0]) * kC;
+      const T* a1 = a + int64_t(vi[1]) * kC;
+      const T* a2 = a + int64_t(vi[2]) * kC;
+      const T* g = grad_out + p * kC;
+      T gb0 = T(0), gb1 = T(0);
+      for (int c = 0; c < kC; ++c) {
+        acc[0][c] += b0 * g[c];
+        acc[1][c] += b1 * g[c];
+        acc[2][c] += b2 * g[c];
+        gb0 += g[c] * (a0[c] - a2[c]);
+        gb1 += g[c] * (a1[c] - a2[c]);
+      }
+      gr[0] = gb0;
+      gr[1] = gb1;
+    }
+    flush();
+  }
+}
+
 }  // namespace
 
 template <typename T>
 void interpolate_forward(const T* attr, bool attr_batched, const T* rast, const int32_t* tri,
                          int V, int C, int HW, T* out, int64_t begin, int64_t end) {
-  // Batch segment by batch segment: no integer division per pixel.
-  for (int64_t p = begin; p < end;) {
-    const int64_t b = p / HW, stop = std::min<int64_t>(end, (b + 1) * HW);
-    const T* a = attr + (attr_batched ? b * int64_t(V) * C : 0);
-    for (; p < stop; ++p) interpolate_pixel(a, rast + p * 4, tri, C, out + p * C);
-  }
+  if (C == 3)
+    forward_range<T, 3>(attr, attr_batched, rast, tri, V, C, HW, out, begin, end);
+  else
+    forward_range<T, 0>(attr, attr_batched, rast, tri, V, C, HW, out, begin, end);
 }
 
 template <typename T>
 void interpolate_backward(const T* attr, bool attr_batched, const T* rast, const int32_t* tri,
                           const T* grad_out, int V, int C, int HW, T* grad_attr, T* grad_rast,
                           int64_t begin, int64_t end) {
-  for (int64_t p = begin; p < end;) {
-    const int64_t b = p / HW, stop = std::min<int64_t>(end, (b + 1) * HW);
-    const int64_t offset = attr_batched ? b * int64_t(V) * C : 0;
-    for (; p < stop; ++p)
-      interpolate_pixel_backward(attr + offset, rast + p * 4, tri, grad_out + p * C, C,
-                                 grad_attr + offset, grad_rast + p * 4);
-  }
+  if (C == 3)
+    backward_runs<T, 3>(attr, attr_batched, rast, tri, grad_out, V, HW, grad_attr, grad_rast,
+                        begin, end);
+  else
+    backward_range<T, 0>(attr, attr_batched, rast, tri, grad_out, V, C, HW, grad_attr,
+                         grad_rast, begin, end);
 }
 
 #define FLAMEKIT_INSTANTIATE(T)                                                              \
