@@ -190,3 +190,32 @@ def test_index_check_is_not_fooled_by_reused_memory_or_in_place_edits():
     tri[0, 0] = 50
     with pytest.raises(RuntimeError, match="indexes vertex 50"):
         ext.rasterize_forward(pos, tri, 4, 4)
+
+
+@requires_extension
+def test_rast_paired_with_a_smaller_index_buffer_raises_a_clear_error():
+    """Triangle ids in rast beyond the index buffer passed with it (a rast of another mesh,
+    or an edited one) are never dereferenced: every CPU op that reads them names the
+    problem."""
+    from flamekit._extension import load_extension
+    from flamekit.render import interpolate
+
+    ext = load_extension()
+    pos, tri = random_scene(0)
+    rast = ext.rasterize_forward(pos, tri, 32, 32)
+    covered_ids = rast[..., 3].long().unique()
+    assert covered_ids.max() > 1
+    fewer = tri[: int(covered_ids[1]) - 1].contiguous()  # too few for every covered id
+    attr = torch.rand(pos.shape[1], 3)
+    message = r"hold a triangle id that tri does not have \(tri has \d+ triangles\)"
+    with pytest.raises(RuntimeError, match=message):
+        interpolate(attr, rast, fewer)
+    grad = torch.ones(*rast.shape[:3], 3)
+    with pytest.raises(RuntimeError, match=message):
+        ext.interpolate_backward(attr, rast, fewer, grad)
+    with pytest.raises(RuntimeError, match=message):
+        ext.rasterize_backward(pos, fewer, rast, torch.ones_like(rast))
+    edited = rast.clone()
+    edited[0, 0, 0, 3] = float("nan")
+    with pytest.raises(RuntimeError, match=message):
+        interpolate(attr, edited, tri)

@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <tuple>
 #include <vector>
@@ -92,9 +93,16 @@ void check_triangles(const Tensor& tri, const Tensor& ref, int64_t num_vertices,
   last.vertices = num_vertices;
 }
 
+// The kernels index pixels within an image with 32-bit integers.
+void check_image_size(const Tensor& image, const char* name) {
+  TORCH_CHECK(image.size(1) * image.size(2) < (int64_t(1) << 31), name, " has ",
+              image.size(1), " x ", image.size(2), " pixels per image; H * W must be below 2^31");
+}
+
 void check_rast(const Tensor& rast, const Tensor& ref, const char* ref_name) {
   check_float_tensor(rast, "rast", 4);
   TORCH_CHECK(rast.size(3) == 4, "rast must have shape [B,H,W,4], got ", shape_of(rast));
+  check_image_size(rast, "rast");
   check_same(rast, ref, "rast", ref_name);
 }
 
@@ -152,6 +160,15 @@ uint8_t* cpu_workspace(int64_t bytes, Tensor& holder) {
   }
   const auto address = reinterpret_cast<uintptr_t>(holder.data_ptr());
   return reinterpret_cast<uint8_t*>((address + 63) / 64 * 64);
+}
+
+// The CPU kernels count rast pixels whose value is neither background nor an id of the
+// index buffer's triangles (they treat them as background); this turns a count into an error.
+void check_no_invalid_ids(int64_t invalid, int64_t F, const char* op) {
+  TORCH_CHECK(invalid == 0, op, ": ", invalid,
+              " pixels of rast hold a triangle id that tri does not have (tri has ", F,
+              " triangles); pass the index buffer that was rasterized, or one with the same "
+              "triangle count such as UV faces");
 }
 
 }  // namespace
@@ -222,6 +239,7 @@ Tensor rasterize_backward(const Tensor& pos, const Tensor& tri, const Tensor& ra
   TORCH_CHECK(grad_rast.sizes() == rast.sizes(), "grad_rast must match rast");
   TORCH_CHECK(rast.size(0) == pos.size(0), "rast and pos have different batch sizes");
   const int V = int(pos.size(1)), H = int(rast.size(1)), W = int(rast.size(2));
+  const int F = int(tri.size(0));
   Tensor grad_pos = torch::zeros_like(pos);
   if (rast.numel() == 0) return grad_pos;
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_backward", [&] {
@@ -229,7 +247,7 @@ Tensor rasterize_backward(const Tensor& pos, const Tensor& tri, const Tensor& ra
 #ifdef FLAMEKIT_WITH_CUDA
       const c10::cuda::CUDAGuard guard(pos.device());
       check_cuda(cuda::rasterize_backward(pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(),
-                                          rast.data_ptr<scalar_t>(),
+                                          F, rast.data_ptr<scalar_t>(),
                                           grad_rast.data_ptr<scalar_t>(), int(pos.size(0)), V,
                                           H, W, grad_pos.data_ptr<scalar_t>(),
                                           c10::cuda::getCurrentCUDAStream()),
@@ -239,11 +257,14 @@ Tensor rasterize_backward(const Tensor& pos, const Tensor& tri, const Tensor& ra
 #endif
       return;
     }
+    std::atomic<int64_t> invalid{0};
     parallel_accumulate(rast.numel() / 4, grad_pos, [&](Tensor out, int64_t b, int64_t e) {
-      cpu::raster_backward(pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(),
-                           rast.data_ptr<scalar_t>(), grad_rast.data_ptr<scalar_t>(), V, H, W,
-                           out.data_ptr<scalar_t>(), b, e);
+      invalid += cpu::raster_backward(pos.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(), F,
+                                      rast.data_ptr<scalar_t>(),
+                                      grad_rast.data_ptr<scalar_t>(), V, H, W,
+                                      out.data_ptr<scalar_t>(), b, e);
     });
+    check_no_invalid_ids(invalid, F, "rasterize backward");
   });
   return grad_pos;
 }
@@ -269,7 +290,7 @@ Tensor interpolate_forward(const Tensor& attr, const Tensor& rast, const Tensor&
   const auto [batched, V, C] = attr_layout(attr, rast);
   check_same(attr, rast, "attr", "rast");
   check_triangles(tri, attr, V, "attr");
-  const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2);
+  const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2), F = tri.size(0);
   Tensor out = torch::empty({B, H, W, C}, attr.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(attr.scalar_type(), "interpolate_forward", [&] {
@@ -278,7 +299,7 @@ Tensor interpolate_forward(const Tensor& attr, const Tensor& rast, const Tensor&
       const c10::cuda::CUDAGuard guard(attr.device());
       check_cuda(cuda::interpolate_forward(attr.data_ptr<scalar_t>(), batched,
                                            rast.data_ptr<scalar_t>(), tri.data_ptr<int32_t>(),
-                                           int(B), int(V), int(C), int(H), int(W),
+                                           int(F), int(B), int(V), int(C), int(H), int(W),
                                            out.data_ptr<scalar_t>(),
                                            c10::cuda::getCurrentCUDAStream()),
                  "interpolate");
@@ -287,11 +308,14 @@ Tensor interpolate_forward(const Tensor& attr, const Tensor& rast, const Tensor&
 #endif
       return;
     }
+    std::atomic<int64_t> invalid{0};
     at::parallel_for(0, B * H * W, kPixelGrain, [&](int64_t b, int64_t e) {
-      cpu::interpolate_forward(attr.data_ptr<scalar_t>(), batched, rast.data_ptr<scalar_t>(),
-                               tri.data_ptr<int32_t>(), int(V), int(C), int(H * W),
-                               out.data_ptr<scalar_t>(), b, e);
+      invalid += cpu::interpolate_forward(
+          attr.data_ptr<scalar_t>(), batched, rast.data_ptr<scalar_t>(),
+          tri.data_ptr<int32_t>(), int(F), int(V), int(C), int(H * W),
+          out.data_ptr<scalar_t>(), b, e);
     });
+    check_no_invalid_ids(invalid, F, "interpolate");
   });
   return out;
 }
@@ -304,7 +328,7 @@ std::vector<Tensor> interpolate_backward(const Tensor& attr, const Tensor& rast,
   check_triangles(tri, attr, V, "attr");
   check_float_tensor(grad_out, "grad_out", 4);
   check_same(grad_out, attr, "grad_out", "attr");
-  const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2);
+  const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2), F = tri.size(0);
   TORCH_CHECK(grad_out.sizes() == torch::IntArrayRef({B, H, W, C}), "grad_out has shape ",
               shape_of(grad_out), ", expected [B,H,W,C]");
   Tensor grad_attr = torch::zeros_like(attr);
@@ -316,7 +340,8 @@ std::vector<Tensor> interpolate_backward(const Tensor& attr, const Tensor& rast,
       const c10::cuda::CUDAGuard guard(attr.device());
       check_cuda(cuda::interpolate_backward(
                      attr.data_ptr<scalar_t>(), batched, rast.data_ptr<scalar_t>(),
-                     tri.data_ptr<int32_t>(), grad_out.data_ptr<scalar_t>(), int(B), int(V),
+                     tri.data_ptr<int32_t>(), int(F), grad_out.data_ptr<scalar_t>(), int(B),
+                     int(V),
                      int(C), int(H), int(W), grad_attr.data_ptr<scalar_t>(),
                      grad_rast.data_ptr<scalar_t>(), c10::cuda::getCurrentCUDAStream()),
                  "interpolate backward");
@@ -325,12 +350,14 @@ std::vector<Tensor> interpolate_backward(const Tensor& attr, const Tensor& rast,
 #endif
       return;
     }
+    std::atomic<int64_t> invalid{0};
     parallel_accumulate(B * H * W, grad_attr, [&](Tensor out, int64_t b, int64_t e) {
-      cpu::interpolate_backward(attr.data_ptr<scalar_t>(), batched, rast.data_ptr<scalar_t>(),
-                                tri.data_ptr<int32_t>(), grad_out.data_ptr<scalar_t>(), int(V),
-                                int(C), int(H * W), out.data_ptr<scalar_t>(),
-                                grad_rast.data_ptr<scalar_t>(), b, e);
+      invalid += cpu::interpolate_backward(
+          attr.data_ptr<scalar_t>(), batched, rast.data_ptr<scalar_t>(),
+          tri.data_ptr<int32_t>(), int(F), grad_out.data_ptr<scalar_t>(), int(V), int(C),
+          int(H * W), out.data_ptr<scalar_t>(), grad_rast.data_ptr<scalar_t>(), b, e);
     });
+    check_no_invalid_ids(invalid, F, "interpolate backward");
   });
   return {grad_attr, grad_rast};
 }
@@ -340,6 +367,7 @@ namespace {
 void check_shading_inputs(const Tensor& albedo, const Tensor& normals, const Tensor& sh) {
   check_float_tensor(albedo, "albedo", 4);
   TORCH_CHECK(albedo.size(3) == 3, "albedo must have shape [B,H,W,3], got ", shape_of(albedo));
+  check_image_size(albedo, "albedo");
   check_float_tensor(normals, "normals", 4);
   TORCH_CHECK(normals.sizes() == albedo.sizes(), "normals has shape ", shape_of(normals),
               " but albedo has ", shape_of(albedo));

@@ -110,13 +110,16 @@ void depth_test_triangle<float>(const TriangleSetup<float>& s, uint32_t f, int y
       // Lanes that pass (the same tests as shade_fragment_ab) get their depth key by
       // float_order_key's bit mapping, four at once; the update of the fragment buffer is
       // then branch-free per lane (data-dependent branches here mispredict often).
-      const int4 valid = inside & (nw != 0.0f) & (z >= -1.0f) & (z <= 1.0f);
+      // Columns past x1 are outside the triangle by the box's margin; the lane mask makes
+      // that independent of rounding, so exactly the scalar path's pixels are tested.
+      const int4 in_box = (int4{0, 1, 2, 3} + j0) <= s.x1;
+      const int4 valid = inside & in_box & (nw != 0.0f) & (z >= -1.0f) & (z <= 1.0f);
       uint4 bits;
       __builtin_memcpy(&bits, &z, sizeof(bits));
       const uint4 negative = uint4{} - (bits >> 31);  // all ones where the sign bit is set
       const uint4 key = (~bits & negative) | ((bits | 0x80000000u) & ~negative);
-      // All four lanes, also those past x1: they are outside the triangle (invalid, so
-      // they leave their slot unchanged) and stay inside this row thanks to its padding.
+      // All four lanes, also those past x1: they are invalid (so they leave their slot
+      // unchanged) and stay inside this row thanks to its padding.
       for (int l = 0; l < 4; ++l) {
         const uint64_t invalid = uint64_t(int64_t(~valid[l]));  // all ones or zero
         const uint64_t packed = ((uint64_t(key[l]) << 32) | uint64_t(f)) | invalid;
@@ -218,14 +221,17 @@ void raster_band(const TriangleSetup<T>* setups, int F, int H, int W, T* rast, i
 }
 
 template <typename T>
-void raster_backward(const T* pos, const int32_t* tri, const T* rast, const T* grad_rast,
-                     int V, int H, int W, T* grad_pos, int64_t begin, int64_t end) {
+int64_t raster_backward(const T* pos, const int32_t* tri, int F, const T* rast,
+                        const T* grad_rast, int V, int H, int W, T* grad_pos, int64_t begin,
+                        int64_t end) {
   // Pixel (b, i, j) of the range, tracked incrementally (no divisions per pixel).
   const int64_t HW = int64_t(H) * W;
   int64_t b = begin / HW;
   int i = int((begin % HW) / W), j = int(begin % W);
+  int64_t invalid = 0;
   for (int64_t p = begin; p < end; ++p) {
-    const int t = int(rast[p * 4 + 3]);
+    const int t = rast_triangle(rast[p * 4 + 3], F);
+    invalid += rast_id_invalid(rast[p * 4 + 3], t);
     const T* g = grad_rast + p * 4;
     if (t != 0 && !(g[0] == T(0) && g[1] == T(0) && g[2] == T(0))) {
       const int32_t* vi = tri + int64_t(t - 1) * 3;
@@ -245,6 +251,7 @@ void raster_backward(const T* pos, const int32_t* tri, const T* rast, const T* g
       }
     }
   }
+  return invalid;
 }
 
 #define FLAMEKIT_INSTANTIATE(T)                                                              \
@@ -254,8 +261,8 @@ void raster_backward(const T* pos, const int32_t* tri, const T* rast, const T* g
   template void raster_rows<T>(const TriangleSetup<T>*, int, int, int, uint64_t*, int64_t,   \
                                int64_t);                                                     \
   template void raster_band<T>(const TriangleSetup<T>*, int, int, int, T*, int64_t, int64_t); \
-  template void raster_backward<T>(const T*, const int32_t*, const T*, const T*, int, int,   \
-                                   int, T*, int64_t, int64_t);
+  template int64_t raster_backward<T>(const T*, const int32_t*, int, const T*, const T*, int, \
+                                      int, int, T*, int64_t, int64_t);
 FLAMEKIT_INSTANTIATE(float)
 FLAMEKIT_INSTANTIATE(double)
 #undef FLAMEKIT_INSTANTIATE

@@ -45,12 +45,13 @@ __device__ __forceinline__ PixelVertices<T> pixel_vertices(const T* attr, bool a
 template <typename T>
 __global__ void forward_kernel(const T* __restrict__ attr, bool attr_batched,
                                const T* __restrict__ rast, const int32_t* __restrict__ tri,
-                               int64_t pixels, int V, int C, int HW, T* __restrict__ out) {
+                               int F, int64_t pixels, int V, int C, int HW,
+                               T* __restrict__ out) {
   for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < pixels;
        p += int64_t(blockDim.x) * gridDim.x) {
     T* o = out + p * C;
     const T* r = rast + p * 4;
-    const int t = int(r[3]);
+    const int t = rast_triangle(r[3], F);  // invalid ids: background (no device-side error)
     if (t == 0) {
       for (int c = 0; c < C; ++c) o[c] = T(0);
       continue;
@@ -64,14 +65,15 @@ __global__ void forward_kernel(const T* __restrict__ attr, bool attr_batched,
 template <typename T>
 __global__ void backward_kernel(const T* __restrict__ attr, bool attr_batched,
                                 const T* __restrict__ rast, const int32_t* __restrict__ tri,
-                                const T* __restrict__ grad_out, int64_t pixels, int V, int C,
-                                int HW, T* __restrict__ grad_attr, T* __restrict__ grad_rast) {
+                                int F, const T* __restrict__ grad_out, int64_t pixels, int V,
+                                int C, int HW, T* __restrict__ grad_attr,
+                                T* __restrict__ grad_rast) {
   for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < pixels;
        p += int64_t(blockDim.x) * gridDim.x) {
     const T* r = rast + p * 4;
     T* gr = grad_rast + p * 4;
     gr[2] = gr[3] = T(0);
-    const int t = int(r[3]);
+    const int t = rast_triangle(r[3], F);
     if (t == 0) {
       gr[0] = gr[1] = T(0);
       continue;
@@ -97,31 +99,32 @@ __global__ void backward_kernel(const T* __restrict__ attr, bool attr_batched,
 
 template <typename T>
 cudaError_t interpolate_forward(const T* attr, bool attr_batched, const T* rast,
-                                const int32_t* tri, int B, int V, int C, int H, int W, T* out,
-                                cudaStream_t stream) {
+                                const int32_t* tri, int F, int B, int V, int C, int H, int W,
+                                T* out, cudaStream_t stream) {
   const int64_t pixels = int64_t(B) * H * W;
   if (pixels == 0 || C == 0) return cudaSuccess;
-  forward_kernel<T><<<pixel_blocks(pixels), kThreads, 0, stream>>>(attr, attr_batched, rast, tri,
-                                                                     pixels, V, C, H * W, out);
+  forward_kernel<T><<<pixel_blocks(pixels), kThreads, 0, stream>>>(
+      attr, attr_batched, rast, tri, F, pixels, V, C, H * W, out);
   return cudaGetLastError();
 }
 
 template <typename T>
 cudaError_t interpolate_backward(const T* attr, bool attr_batched, const T* rast,
-                                 const int32_t* tri, const T* grad_out, int B, int V, int C,
-                                 int H, int W, T* grad_attr, T* grad_rast, cudaStream_t stream) {
+                                 const int32_t* tri, int F, const T* grad_out, int B, int V,
+                                 int C, int H, int W, T* grad_attr, T* grad_rast,
+                                 cudaStream_t stream) {
   // With C == 0 the kernel still runs: grad_rast must be written (as zeros).
   const int64_t pixels = int64_t(B) * H * W;
   if (pixels == 0) return cudaSuccess;
   backward_kernel<T><<<pixel_blocks(pixels), kThreads, 0, stream>>>(
-      attr, attr_batched, rast, tri, grad_out, pixels, V, C, H * W, grad_attr, grad_rast);
+      attr, attr_batched, rast, tri, F, grad_out, pixels, V, C, H * W, grad_attr, grad_rast);
   return cudaGetLastError();
 }
 
 #define FLAMEKIT_INSTANTIATE_INTERPOLATE(T)                                                   \
   template cudaError_t interpolate_forward<T>(const T*, bool, const T*, const int32_t*, int,   \
-                                              int, int, int, int, T*, cudaStream_t);           \
-  template cudaError_t interpolate_backward<T>(const T*, bool, const T*, const int32_t*,       \
+                                              int, int, int, int, int, T*, cudaStream_t);      \
+  template cudaError_t interpolate_backward<T>(const T*, bool, const T*, const int32_t*, int,  \
                                                const T*, int, int, int, int, int, T*, T*,      \
                                                cudaStream_t);
 

@@ -157,12 +157,13 @@ __global__ void resolve_kernel(const TriangleSetup<T>* __restrict__ setups,
 
 template <typename T>
 __global__ void backward_kernel(const T* __restrict__ pos, const int32_t* __restrict__ tri,
-                                const T* __restrict__ rast, const T* __restrict__ grad_rast,
-                                int B, int V, int H, int W, T* __restrict__ grad_pos) {
+                                int F, const T* __restrict__ rast,
+                                const T* __restrict__ grad_rast, int B, int V, int H, int W,
+                                T* __restrict__ grad_pos) {
   const int64_t n = int64_t(B) * H * W;
   for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < n;
        p += int64_t(blockDim.x) * gridDim.x) {
-    const int t = int(rast[p * 4 + 3]);
+    const int t = rast_triangle(rast[p * 4 + 3], F);  // invalid ids: background
     if (t == 0) continue;
     const T* g_rast = grad_rast + p * 4;
     // Like the CPU kernel: no upstream gradient, no contribution (and no 0 * inf = NaN from
@@ -215,21 +216,22 @@ cudaError_t rasterize_forward(const T* pos, const int32_t* tri, int B, int V, in
 }
 
 template <typename T>
-cudaError_t rasterize_backward(const T* pos, const int32_t* tri, const T* rast,
+cudaError_t rasterize_backward(const T* pos, const int32_t* tri, int F, const T* rast,
                                const T* grad_rast, int B, int V, int H, int W, T* grad_pos,
                                cudaStream_t stream) {
   const int64_t pixels = int64_t(B) * H * W;
   if (pixels == 0) return cudaSuccess;
-  backward_kernel<T><<<pixel_blocks(pixels), kThreads, 0, stream>>>(pos, tri, rast, grad_rast,
-                                                                      B, V, H, W, grad_pos);
+  backward_kernel<T><<<pixel_blocks(pixels), kThreads, 0, stream>>>(pos, tri, F, rast,
+                                                                      grad_rast, B, V, H, W,
+                                                                      grad_pos);
   return cudaGetLastError();
 }
 
 #define FLAMEKIT_INSTANTIATE_RASTERIZE(T)                                                    \
   template cudaError_t rasterize_forward<T>(const T*, const int32_t*, int, int, int, int, int, \
                                             TriangleSetup<T>*, uint64_t*, T*, cudaStream_t);   \
-  template cudaError_t rasterize_backward<T>(const T*, const int32_t*, const T*, const T*, int, \
-                                             int, int, int, T*, cudaStream_t);
+  template cudaError_t rasterize_backward<T>(const T*, const int32_t*, int, const T*, const T*, \
+                                             int, int, int, int, T*, cudaStream_t);
 
 FLAMEKIT_INSTANTIATE_RASTERIZE(float)
 FLAMEKIT_INSTANTIATE_RASTERIZE(double)

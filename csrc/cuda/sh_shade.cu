@@ -92,18 +92,28 @@ __global__ void backward_pixels_kernel(const T* __restrict__ albedo,
     const T* n = normals + p * 3;
     T Y[kBasis];
     sh_basis(n[0], n[1], n[2], Y);
-    // coef[k] = d(sum_c gs_c * shading_c) / dY[k], the upstream weight of each basis value.
-    T coef[kBasis];
-    for (int k = 0; k < kBasis; ++k) coef[k] = T(0);
+    T gs[3];  // dL/dshading
     for (int c = 0; c < 3; ++c) {
       const T gi = grad_image[p * 3 + c];
-      T gs = gi * albedo[p * 3 + c];
-      if (grad_shading) gs += grad_shading[p * 3 + c];
       grad_albedo[p * 3 + c] = gi * shade_colour<T, SC>(sh_b, Y, c);
-      for (int k = 0; k < kBasis; ++k) {
-        coef[k] += gs * sh_b[k * SC + sh_column<SC>(c)];
-        acc[k * SC + sh_column<SC>(c)] += gs * Y[k];
-      }
+      gs[c] = gi * albedo[p * 3 + c];
+      if (grad_shading) gs[c] += grad_shading[p * 3 + c];
+    }
+    // As on the CPU: no gradient reaches the shading (background, or a zero upstream
+    // gradient), so nothing flows to the normal or the lighting, even from a normal that is
+    // not finite. (Inside the pixel loop, before the reduction: every thread still reaches it.)
+    if (gs[0] == T(0) && gs[1] == T(0) && gs[2] == T(0)) {
+      for (int d = 0; d < 3; ++d) grad_normals[p * 3 + d] = T(0);
+      continue;
+    }
+    // coef[k] = d(sum_c gs_c * shading_c) / dY[k], the upstream weight of each basis value,
+    // in the CPU's order of operations.
+    T coef[kBasis];
+    for (int k = 0; k < kBasis; ++k) {
+      coef[k] = (gs[0] * sh_b[k * SC + sh_column<SC>(0)] +
+                 gs[1] * sh_b[k * SC + sh_column<SC>(1)]) +
+                gs[2] * sh_b[k * SC + sh_column<SC>(2)];
+      for (int c = 0; c < 3; ++c) acc[k * SC + sh_column<SC>(c)] += gs[c] * Y[k];
     }
     T gn[3];
     sh_basis_backward(n[0], n[1], n[2], coef, gn);

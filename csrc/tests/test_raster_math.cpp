@@ -76,7 +76,8 @@ void test_cpu_pipeline_quad() {
   // interpolate the x coordinate and compare with the pixel centre
   float xs[V] = {lo, hi, hi, lo};
   std::vector<float> out(H * W);
-  cpu::interpolate_forward(xs, false, rast.data(), tri, V, 1, H * W, out.data(), 0, H * W);
+  CHECK(cpu::interpolate_forward(xs, false, rast.data(), tri, F, V, 1, H * W, out.data(), 0,
+                                 H * W) == 0);
   for (int i = 1; i <= 6; ++i)
     for (int j = 1; j <= 6; ++j) {
       CHECK(rast[(i * W + j) * 4 + 3] > 0.f);
@@ -84,6 +85,28 @@ void test_cpu_pipeline_quad() {
       CHECK(std::fabs(rast[(i * W + j) * 4 + 2] - 0.1f) < 1e-7f);
     }
   CHECK(rast[3] == 0.f);  // pixel (0, 0) is background
+}
+
+// rast values that are not ids of the index buffer (here: a buffer with one triangle for a
+// rast of two) are written as background and counted, never dereferenced.
+void test_invalid_triangle_ids_are_counted() {
+  const int H = 2, W = 2, V = 3;
+  const float rast[H * W * 4] = {0.2f, 0.3f, 0.f, 1.f,  0.2f, 0.3f, 0.f, 2.f,
+                                 0.f,  0.f,  0.f, 0.f,  0.2f, 0.3f, 0.f, -1.f};
+  const int32_t tri[3] = {0, 1, 2};
+  const float attr[V] = {1.f, 2.f, 3.f};
+  float out[H * W];
+  CHECK(cpu::interpolate_forward(attr, false, rast, tri, 1, V, 1, H * W, out, 0, H * W) == 2);
+  CHECK(std::fabs(out[0] - (0.2f * 1.f + 0.3f * 2.f + 0.5f * 3.f)) < 1e-6f);
+  CHECK(out[1] == 0.f && out[2] == 0.f && out[3] == 0.f);
+  const float grad_out[H * W] = {1.f, 1.f, 1.f, 1.f};
+  float grad_attr[V] = {0.f, 0.f, 0.f}, grad_rast[H * W * 4];
+  CHECK(cpu::interpolate_backward(attr, false, rast, tri, 1, grad_out, V, 1, H * W, grad_attr,
+                                  grad_rast, 0, H * W) == 2);
+  CHECK(std::fabs(grad_attr[2] - 0.5f) < 1e-6f && grad_rast[4] == 0.f);
+  const float pos[V * 4] = {-1.f, -1.f, 0.f, 1.f, 1.f, -1.f, 0.f, 1.f, 0.f, 1.f, 0.f, 1.f};
+  float grad_pos[V * 4] = {};
+  CHECK(cpu::raster_backward(pos, tri, 1, rast, grad_rast, V, H, W, grad_pos, 0, H * W) == 2);
 }
 
 // fragment_backward against central differences of resolve_fragment, in double.
@@ -200,6 +223,7 @@ int main() {
   test_depth_key_order();
   test_setup_rejects_invalid_triangles();
   test_cpu_pipeline_quad();
+  test_invalid_triangle_ids_are_counted();
   test_fragment_backward_matches_finite_differences();
   test_sh_basis_and_gradient();
   test_shared_edge_antisymmetry();

@@ -56,7 +56,9 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> to
         attr: [B,V,C], or [V,C] shared by the whole batch.
         rast: the output of :func:`rasterize`, [B,H,W,4].
         tri: [F,3] indices into ``attr``; may differ from the index buffer that was
-            rasterized (e.g. UV faces with seams) but must have the same F.
+            rasterized (e.g. UV faces with seams) but must have the same F. On the CPU, a
+            ``rast`` id that ``tri`` does not have raises an error; CUDA treats such pixels
+            as background (reporting them would need a device synchronization).
 
     Returns:
         [B,H,W,C]; zeros on background pixels. Differentiable with respect to ``attr`` and to

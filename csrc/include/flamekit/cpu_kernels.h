@@ -39,21 +39,27 @@ void raster_band(const TriangleSetup<T>* setups, int F, int H, int W, T* rast, i
                  int64_t end);
 
 // Accumulates dL/dpos for pixels [begin, end) into grad_pos [B,V,4] (a per-caller buffer).
+// Like the interpolation kernels, it treats a rast value that is neither background nor one
+// of the F triangle ids as background and returns how many such pixels it met.
 template <typename T>
-void raster_backward(const T* pos, const int32_t* tri, const T* rast, const T* grad_rast,
-                     int V, int H, int W, T* grad_pos, int64_t begin, int64_t end);
+int64_t raster_backward(const T* pos, const int32_t* tri, int F, const T* rast,
+                        const T* grad_rast, int V, int H, int W, T* grad_pos, int64_t begin,
+                        int64_t end);
 
 // out [B,H,W,C] for pixels [begin, end). attr is [B,V,C] when attr_batched, else [V,C].
+// tri has F triangles; returns the number of pixels whose rast value is neither background
+// nor one of their ids (written as background).
 template <typename T>
-void interpolate_forward(const T* attr, bool attr_batched, const T* rast, const int32_t* tri,
-                         int V, int C, int HW, T* out, int64_t begin, int64_t end);
+int64_t interpolate_forward(const T* attr, bool attr_batched, const T* rast,
+                            const int32_t* tri, int F, int V, int C, int HW, T* out,
+                            int64_t begin, int64_t end);
 
 // grad_attr (per-caller buffer shaped like attr) and grad_rast [B,H,W,4] (channels 0 and 1;
 // each pixel written by exactly one caller) for pixels [begin, end).
 template <typename T>
-void interpolate_backward(const T* attr, bool attr_batched, const T* rast, const int32_t* tri,
-                          const T* grad_out, int V, int C, int HW, T* grad_attr, T* grad_rast,
-                          int64_t begin, int64_t end);
+int64_t interpolate_backward(const T* attr, bool attr_batched, const T* rast,
+                             const int32_t* tri, int F, const T* grad_out, int V, int C, int HW,
+                             T* grad_attr, T* grad_rast, int64_t begin, int64_t end);
 
 // image = albedo * shading and shading [B,H,W,3] for pixels [begin, end) of B*H*W.
 // sh is [B,9,sh_channels] with sh_channels 3 (per colour) or 1 (shared).

@@ -22,23 +22,27 @@ cudaError_t rasterize_forward(const T* pos, const int32_t* tri, int B, int V, in
                               int W, TriangleSetup<T>* setups, uint64_t* frags, T* rast,
                               cudaStream_t stream);
 
-// grad_pos [B,V,4] must be zeroed by the caller; accumulated with atomics.
+// grad_pos [B,V,4] must be zeroed by the caller; accumulated with atomics. tri has F
+// triangles; here and in the interpolation, a rast value that is neither background nor one
+// of their ids is treated as background (the CPU binding reports it as an error; on the
+// device that would need a synchronization).
 template <typename T>
-cudaError_t rasterize_backward(const T* pos, const int32_t* tri, const T* rast,
+cudaError_t rasterize_backward(const T* pos, const int32_t* tri, int F, const T* rast,
                                const T* grad_rast, int B, int V, int H, int W, T* grad_pos,
                                cudaStream_t stream);
 
 template <typename T>
 cudaError_t interpolate_forward(const T* attr, bool attr_batched, const T* rast,
-                                const int32_t* tri, int B, int V, int C, int H, int W, T* out,
-                                cudaStream_t stream);
+                                const int32_t* tri, int F, int B, int V, int C, int H, int W,
+                                T* out, cudaStream_t stream);
 
 // grad_attr (zeroed by the caller, shaped like attr) is accumulated with atomics;
 // grad_rast [B,H,W,4] is fully written.
 template <typename T>
 cudaError_t interpolate_backward(const T* attr, bool attr_batched, const T* rast,
-                                 const int32_t* tri, const T* grad_out, int B, int V, int C,
-                                 int H, int W, T* grad_attr, T* grad_rast, cudaStream_t stream);
+                                 const int32_t* tri, int F, const T* grad_out, int B, int V,
+                                 int C, int H, int W, T* grad_attr, T* grad_rast,
+                                 cudaStream_t stream);
 
 template <typename T>
 cudaError_t sh_shade_forward(const T* albedo, const T* normals, const T* sh, int sh_channels,

@@ -317,6 +317,21 @@ FK_HD void fragment_backward(const T* v0, const T* v1, const T* v2, int i, int j
   }
 }
 
+// The triangle id + 1 stored in a rast pixel, or 0 for background and for any value that is
+// not an id of the F triangles (a rast paired with the wrong index buffer, or edited):
+// kernels never index past the triangle buffer. Compared as floating point first, because
+// converting a huge or NaN value to int is undefined.
+template <typename T>
+FK_HD int rast_triangle(T stored, int F) {
+  return (stored >= T(1) && stored <= T(F)) ? int(stored) : 0;
+}
+
+// Whether a rast pixel holds something other than background or a valid id (see above).
+template <typename T>
+FK_HD bool rast_id_invalid(T stored, int t) {
+  return t == 0 && stored != T(0);
+}
+
 // Attribute value at a fragment: b2 = 1 - b0 - b1 (computed by the caller once per pixel).
 template <typename T>
 FK_HD T barycentric_mix(T b0, T b1, T b2, T a0, T a1, T a2) {
