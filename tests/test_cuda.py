@@ -60,3 +60,21 @@ def test_sh_shade_shared_channel_cuda_equals_cpu():
     gpu = sh_shade(albedo.cuda(), normals.cuda(), sh.cuda(), return_shading=True)
     for a, b in zip(cpu, gpu, strict=True):
         assert torch.allclose(a, b.cpu(), atol=1e-6)
+
+
+def test_cuda_treats_ids_outside_the_index_buffer_as_background():
+    """On the device, rast ids that tri does not have are never dereferenced (the CPU raises
+    instead): those pixels interpolate to zero and get no gradient."""
+    pos, tri = random_scene(0)
+    rast = rasterize(pos.cuda(), tri.cuda(), (32, 32))
+    ids = rast[..., 3].long()
+    keep = int(ids[ids > 0].min())  # triangles 0..keep-1: only the lowest covered id stays
+    fewer = tri[:keep].cuda()
+    attr = torch.rand(pos.shape[1], 3, device="cuda", requires_grad=True)
+    out = interpolate(attr, rast, fewer)
+    outside = (ids > keep).unsqueeze(-1).expand_as(out)
+    assert outside.any()
+    assert torch.all(out[outside] == 0)
+    out.sum().backward()
+    torch.cuda.synchronize()
+    assert torch.isfinite(attr.grad).all()

@@ -88,66 +88,6 @@ int64_t backward_range(const T* attr, bool attr_batched, const T* rast, const in
   return invalid;
 }
 
-// With the channel count known at compile time, the attribute gradient of a run of pixels
-// on the same triangle (consecutive pixels of a row usually are) is summed in registers and
-// added to the three vertices once per run, instead of a chain of dependent read-modify-
-// writes of the same memory per pixel.
-template <typename T, int kC>
-int64_t backward_runs(const T* attr, bool attr_batched, const T* rast, const int32_t* tri,
-                      int F, const T* grad_out, int V, int HW, T* grad_attr, T* grad_rast,
-                      int64_t begin, int64_t end) {
-  int64_t invalid = 0;
-  for (int64_t p = begin; p < end;) {
-    const int64_t b = p / HW, stop = std::min<int64_t>(end, (b + 1) * HW);
-    const int64_t offset = attr_batched ? b * int64_t(V) * kC : 0;
-    const T* a = attr + offset;
-    T* ga = grad_attr + offset;
-    int run_t = 0;  // triangle id + 1 of the current run; 0: none
-    T acc[3][kC] = {};
-    auto flush = [&]() {
-      if (run_t == 0) return;
-      const int32_t* vi = tri + int64_t(run_t - 1) * 3;
-      for (int m = 0; m < 3; ++m)
-        for (int c = 0; c < kC; ++c) {
-          ga[int64_t(vi[m]) * kC + c] += acc[m][c];
-          acc[m][c] = T(0);
-        }
-    };
-    for (; p < stop; ++p) {
-      const T* r = rast + p * 4;
-      T* gr = grad_rast + p * 4;
-      gr[0] = gr[1] = gr[2] = gr[3] = T(0);
-      const int t = rast_triangle(r[3], F);
-      if (t == 0) {
-        invalid += rast_id_invalid(r[3], t);
-        continue;
-      }
-      if (t != run_t) {
-        flush();
-        run_t = t;
-      }
-      const T b0 = r[0], b1 = r[1], b2 = T(1) - b0 - b1;
-      const int32_t* vi = tri + int64_t(t - 1) * 3;
-      const T* a0 = a + int64_t(vi[0]) * kC;
-      const T* a1 = a + int64_t(vi[1]) * kC;
-      const T* a2 = a + int64_t(vi[2]) * kC;
-      const T* g = grad_out + p * kC;
-      T gb0 = T(0), gb1 = T(0);
-      for (int c = 0; c < kC; ++c) {
-        acc[0][c] += b0 * g[c];
-        acc[1][c] += b1 * g[c];
-        acc[2][c] += b2 * g[c];
-        gb0 += g[c] * (a0[c] - a2[c]);
-        gb1 += g[c] * (a1[c] - a2[c]);
-      }
-      gr[0] = gb0;
-      gr[1] = gb1;
-    }
-    flush();
-  }
-  return invalid;
-}
-
 }  // namespace
 
 template <typename T>
@@ -164,8 +104,8 @@ int64_t interpolate_backward(const T* attr, bool attr_batched, const T* rast,
                              const int32_t* tri, int F, const T* grad_out, int V, int C, int HW,
                              T* grad_attr, T* grad_rast, int64_t begin, int64_t end) {
   if (C == 3)
-    return backward_runs<T, 3>(attr, attr_batched, rast, tri, F, grad_out, V, HW, grad_attr,
-                               grad_rast, begin, end);
+    return backward_range<T, 3>(attr, attr_batched, rast, tri, F, grad_out, V, C, HW, grad_attr,
+                                grad_rast, begin, end);
   return backward_range<T, 0>(attr, attr_batched, rast, tri, F, grad_out, V, C, HW, grad_attr,
                               grad_rast, begin, end);
 }
