@@ -11,10 +11,7 @@ from typing import Annotated
 
 import typer
 
-
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+from flamekit_cli.common import DeviceOption, echo_warnings, fail
 
 
 def build_space_command(
@@ -39,9 +36,7 @@ def build_space_command(
     model: Annotated[
         str | None, typer.Option(help="FLAME model: a registered name or a file.")
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu or cuda (default: cuda when available).")
-    ] = None,
+    device: DeviceOption = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images fitted together.")] = 8,
     overrides: Annotated[
         list[str] | None,
@@ -79,11 +74,11 @@ def build_space_command(
     from flamekit.texture.build import build_config, build_space
 
     if not images:
-        _fail("give at least one photo (file, folder or glob)", 2)
+        fail("give at least one photo (file, folder or glob)", 2)
     try:
         config = build_config([*([f"device={device}"] if device else []), *(overrides or [])])
     except (ConfigError, OSError) as error:
-        _fail(str(error), 2)
+        fail(str(error), 2)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
@@ -107,16 +102,11 @@ def build_space_command(
                 ray_num_cpus=ray_cpus,
                 inpainter_steps=inpainter_steps,
             )
-        shown = set()
-        for warning in caught:
-            text = str(warning.message)
-            if not quiet and text not in shown:
-                shown.add(text)
-                typer.echo(f"warning: {text}", err=True)
+        echo_warnings(caught, quiet)
     except (NotImplementedError, ImportError) as error:  # e.g. --executor ray without Ray
-        _fail(str(error), 2)
+        fail(str(error), 2)
     except (FlameFileError, PluginUnavailableError, PluginNotFoundError, ValueError) as error:
-        _fail(str(error).strip('"'), 2)
+        fail(str(error).strip('"'), 2)
     if not quiet or not report.ok:  # the summary includes the quality table
         typer.echo(report.format(), err=not report.ok)
     elif report.quality is not None:

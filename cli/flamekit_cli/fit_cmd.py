@@ -7,10 +7,16 @@ from typing import Annotated
 
 import typer
 
-
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+from flamekit_cli.common import (
+    DeviceOption,
+    LandmarksOption,
+    MaskOption,
+    ModelOption,
+    QuietOption,
+    TextureSpaceOption,
+    echo_warnings,
+    fail,
+)
 
 
 def _config(config_file: Path | None, overrides: list[str], shortcuts: dict):
@@ -20,7 +26,7 @@ def _config(config_file: Path | None, overrides: list[str], shortcuts: dict):
     try:
         return load_config(config_file, [*extra, *(overrides or [])])
     except (ConfigError, OSError) as error:
-        _fail(str(error), 2)
+        fail(str(error), 2)
 
 
 def _run(images: list[str], config, out: Path, quiet: bool, **kwargs) -> None:
@@ -35,14 +41,9 @@ def _run(images: list[str], config, out: Path, quiet: bool, **kwargs) -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             summary = fit_images(images, config, out, progress=not quiet, **kwargs)
-        shown = set()
-        for warning in caught:  # the demo head, a missing UV layout, several faces, ...
-            text = str(warning.message)
-            if issubclass(warning.category, UserWarning) and not quiet and text not in shown:
-                shown.add(text)
-                typer.echo(f"warning: {text}", err=True)
+        echo_warnings(caught, quiet, UserWarning)
     except (FlameFileError, PluginUnavailableError, PluginNotFoundError, ValueError) as error:
-        _fail(str(error).strip('"'), 2)
+        fail(str(error).strip('"'), 2)
     if not quiet or not summary.ok:
         typer.echo(summary.format(), err=not summary.ok)
     if summary.interrupted:
@@ -75,28 +76,11 @@ def fit_command(
     config_format: Annotated[
         str, typer.Option("--format", help="--print-config format: yaml or toml.")
     ] = "yaml",
-    model: Annotated[
-        str | None,
-        typer.Option(help="FLAME model: a registered name or a file (default: the registry)."),
-    ] = None,
-    texture_space: Annotated[
-        str | None, typer.Option(help="Texture space: a registered name or a file.")
-    ] = None,
-    landmarks: Annotated[
-        Path | None,
-        typer.Option(
-            help="Landmark file or folder (<stem>_lmk68.npy, .pts, ...) instead of a detector."
-        ),
-    ] = None,
-    mask: Annotated[
-        Path | None,
-        typer.Option(
-            help="Skin mask file or folder (<stem>_skin.png, ...) instead of a segmenter."
-        ),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu or cuda (default: cuda when available).")
-    ] = None,
+    model: ModelOption = None,
+    texture_space: TextureSpaceOption = None,
+    landmarks: LandmarksOption = None,
+    mask: MaskOption = None,
+    device: DeviceOption = None,
     detector: Annotated[str | None, typer.Option(help="Landmark detector plugin.")] = None,
     segmenter: Annotated[str | None, typer.Option(help="Skin segmenter plugin.")] = None,
     camera: Annotated[
@@ -106,7 +90,7 @@ def fit_command(
         int | None, typer.Option(help="texture.png size (default 512).")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images fitted together.")] = 8,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Fit FLAME to photos: shape, expression, pose, camera, albedo and lighting.
 
@@ -125,11 +109,11 @@ def fit_command(
         from flamekit.fitting.config import format_config
 
         if config_format not in ("yaml", "toml"):
-            _fail(f"--format must be yaml or toml, not {config_format!r}", 2)
+            fail(f"--format must be yaml or toml, not {config_format!r}", 2)
         typer.echo(format_config(config, config_format))
         return
     if not images:
-        _fail("give at least one photo (file, folder or glob), or --print-config", 2)
+        fail("give at least one photo (file, folder or glob), or --print-config", 2)
     _run(
         images,
         config,
@@ -147,13 +131,11 @@ def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
         "flamekit_demo"
     ),
-    device: Annotated[
-        str | None, typer.Option(help="cpu or cuda (default: cuda when available).")
-    ] = None,
+    device: DeviceOption = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", "-s", help="Dotted config override, repeatable.")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Fit the astronaut portrait that ships with scikit-image (public domain) and show
     where the outputs are: the registered FLAME model, or the built-in demo head."""
@@ -163,7 +145,7 @@ def demo_command(
     try:
         from skimage import data
     except ImportError:  # pragma: no cover - scikit-image comes with face-alignment
-        _fail("the demo photo comes from scikit-image: pip install scikit-image", 2)
+        fail("the demo photo comes from scikit-image: pip install scikit-image", 2)
     out.mkdir(parents=True, exist_ok=True)
     photo = out / "astronaut.png"
     Image.fromarray(np.asarray(data.astronaut())).save(photo)

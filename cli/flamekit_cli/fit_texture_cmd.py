@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from flamekit_cli.fit_cmd import _config, _fail
+from flamekit_cli.common import (
+    DeviceOption,
+    LandmarksOption,
+    MaskOption,
+    ModelOption,
+    QuietOption,
+    TextureSpaceOption,
+    echo_warnings,
+    fail,
+)
+from flamekit_cli.fit_cmd import _config
 
 
 def fit_texture_command(
@@ -24,25 +34,10 @@ def fit_texture_command(
             "--set", "-s", help="Dotted fit override, repeatable: -s stages.full.iterations=400."
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="FLAME model: a registered name or a file (default: the registry)."),
-    ] = None,
-    texture_space: Annotated[
-        str | None, typer.Option(help="Texture space: a registered name or a file.")
-    ] = None,
-    landmarks: Annotated[
-        Path | None,
-        typer.Option(
-            help="Landmark file or folder (<stem>_lmk68.npy, .pts, ...) instead of a detector."
-        ),
-    ] = None,
-    mask: Annotated[
-        Path | None,
-        typer.Option(
-            help="Skin mask file or folder (<stem>_skin.png, ...) instead of a segmenter."
-        ),
-    ] = None,
+    model: ModelOption = None,
+    texture_space: TextureSpaceOption = None,
+    landmarks: LandmarksOption = None,
+    mask: MaskOption = None,
     texture_size: Annotated[
         int, typer.Option(min=8, help="Size of the optimized texture.png.")
     ] = 512,
@@ -58,10 +53,8 @@ def fit_texture_command(
             min=8, help="Render size of the texture stage (at least the fit's; larger: detail)."
         ),
     ] = 512,
-    device: Annotated[
-        str | None, typer.Option(help="cpu or cuda (default: cuda when available).")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    device: DeviceOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Fit FLAME to a photo, then optimize its full UV texture against the photo.
 
@@ -95,16 +88,11 @@ def fit_texture_command(
                 progress=not quiet,
             )
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        fail("interrupted", 130)
     except (FlameFileError, PluginUnavailableError, PluginNotFoundError, ValueError) as error:
-        _fail(str(error).strip('"'), 2)
+        fail(str(error).strip('"'), 2)
+    echo_warnings(caught, quiet, UserWarning)
     if not quiet:
-        shown = set()
-        for warning in caught:  # the demo head, several faces, ...
-            text = str(warning.message)
-            if issubclass(warning.category, UserWarning) and text not in shown:
-                shown.add(text)
-                typer.echo(f"warning: {text}", err=True)
         typer.echo(
             f"texture of {image} in {result.folder}: photometric error "
             f"{result.error_before:.4f} -> {result.error_after:.4f} in {result.seconds:.1f} s"

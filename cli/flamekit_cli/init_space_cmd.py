@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from flamekit_cli.common import ModelOption
+
 
 def init_space_command(
     mesh: Annotated[
@@ -16,10 +18,7 @@ def init_space_command(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Texture-space .npz to write.")],
-    model: Annotated[
-        str | None,
-        typer.Option(help="FLAME model: a registered name or a file (default: the registry)."),
-    ] = None,
+    model: ModelOption = None,
     texture_size: Annotated[
         int, typer.Option("--texture-size", min=8, max=8192, help="Side of the UV maps.")
     ] = 512,

@@ -8,12 +8,9 @@ from typing import Annotated
 
 import typer
 
+from flamekit_cli.common import fail
+
 _MAP_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _load_space(spec: str):
@@ -22,7 +19,7 @@ def _load_space(spec: str):
 
     files = resolve_file(spec, "texture-space")
     if files is None:  # pragma: no cover - spec is a required argument
-        _fail("no texture space given")
+        fail("no texture space given")
     return load_texture_space(files[0])
 
 
@@ -124,9 +121,9 @@ def sample_space_command(
                 device=device,
             )
     except (FlameFileError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
     except OSError as error:
-        _fail(f"cannot write {out}: {error}", 1)
+        fail(f"cannot write {out}: {error}", 1)
     for warning in caught:
         if issubclass(warning.category, DemoHeadWarning):
             typer.echo(f"warning: {warning.message}", err=True)
@@ -168,7 +165,7 @@ def eval_space_command(
             loaded, maps, region, held_out_fraction=held_out, num_samples=samples, seed=seed
         )
     except (FlameFileError, ValueError, OSError) as error:
-        _fail(str(error))
+        fail(str(error))
     report["space"] = str(loaded.source or space)
     typer.echo(format_quality(report))
     if json_out is not None:
@@ -176,5 +173,5 @@ def eval_space_command(
         try:
             atomic_write(json_out, lambda handle: handle.write(text))
         except OSError as error:
-            _fail(f"cannot write {json_out}: {error}", 1)
+            fail(f"cannot write {json_out}: {error}", 1)
         typer.echo(f"wrote {json_out}")
