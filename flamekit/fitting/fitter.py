@@ -74,16 +74,9 @@ class FitResult:
 
 def uv_coverage(uvs: torch.Tensor, uv_faces: torch.Tensor, size: int, backend) -> torch.Tensor:
     """[1,1,T,T] 1 where a mesh triangle covers the texel (texture row 0 = v = 1)."""
-    pos = torch.stack(
-        [
-            uvs[:, 0] * 2 - 1,
-            1 - uvs[:, 1] * 2,
-            torch.zeros_like(uvs[:, 0]),
-            torch.ones_like(uvs[:, 0]),
-        ],
-        -1,
-    )[None].contiguous()
-    rast = backend.rasterize(pos.float(), uv_faces.to(torch.int32), (size, size))
+    from flamekit.texture.unwrap import texel_faces
+
+    rast = texel_faces(uvs, uv_faces, size, backend=backend)
     return (rast[..., 3] > 0).float()[:, None]
 
 

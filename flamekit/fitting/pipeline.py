@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from flamekit.batch import Failure, expand_images
-from flamekit.fitting.config import FitConfig
+from flamekit.fitting.config import FitConfig, config_to_dict
 from flamekit.fitting.crop import CropTransform, crop_from_landmarks
 from flamekit.fitting.fitter import FitResult, Fitter
 from flamekit.fitting.outputs import ImageFitOutput, fit_metrics, write_fit_outputs
@@ -250,13 +250,7 @@ def fit_images(
     detector = detector_for(config, landmarks)
     segmenter = segmenter_for(config, masks)
     fitter = Fitter(head, config, texture_space=space, device=device)
-    meta = {
-        "model": head.data_release,
-        "is_flame": head.is_flame,
-        "texture_space": None if space is None else space.source,
-        "device": str(device),
-        "config": _config_dict(config),
-    }
+    meta = fit_metadata(head, space, device, config)
 
     bar = FitProgress(progress and bool(paths), len(paths), config)
     try:
@@ -302,10 +296,16 @@ def fit_images(
     return summary
 
 
-def _config_dict(config: FitConfig) -> dict:
-    from flamekit.fitting.config import config_to_dict
-
-    return config_to_dict(config)
+def fit_metadata(head, space, device, config: FitConfig) -> dict:
+    """What a fit's metrics.json records about how it was made: model, texture space,
+    device and the whole configuration."""
+    return {
+        "model": head.data_release,
+        "is_flame": head.is_flame,
+        "texture_space": None if space is None else space.source,
+        "device": str(device),
+        "config": config_to_dict(config),
+    }
 
 
 class FitProgress:

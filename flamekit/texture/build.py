@@ -697,6 +697,17 @@ def _run_batches(stage, fn, todo, batch_size, ctx, executor, report, fail, progr
                 fail(item[0] if isinstance(item, tuple) else item, stage, str(result))
 
 
+def _run_stage(stage, fn, todo, batch_size, ctx, executor, report, fail, progress, began):
+    """Run a stage's pending items in batches, when there are any (on ``executor``, default
+    local), and record the stage's time since ``began``."""
+    from flamekit.texture.executors import LocalExecutor
+
+    if todo:
+        executor = executor or LocalExecutor()
+        _run_batches(stage, fn, todo, batch_size, ctx, executor, report, fail, progress)
+    report.seconds[stage] = time.perf_counter() - began
+
+
 def _fit_stage(
     stems,
     dirs,
@@ -714,25 +725,11 @@ def _fit_stage(
     executor=None,
 ) -> None:
     """Stage a: fit the photos that have no fit file yet."""
-    from flamekit.texture.executors import LocalExecutor
-
     began = time.perf_counter()
     todo = _pending(stems, dirs["fits"], _FIT_KEYS, report, "fit", failed)
-    if todo:
-        ctx = _FitContext(dirs["fits"], config, space, head, landmarks, masks, device)
-        items = [(stem, str(stems[stem])) for stem in todo]
-        _run_batches(
-            "fit",
-            _fit_batch,
-            items,
-            batch_size,
-            ctx,
-            executor or LocalExecutor(),
-            report,
-            fail,
-            progress,
-        )
-    report.seconds["fit"] = time.perf_counter() - began
+    ctx = _FitContext(dirs["fits"], config, space, head, landmarks, masks, device)
+    items = [(stem, str(stems[stem])) for stem in todo]
+    _run_stage("fit", _fit_batch, items, batch_size, ctx, executor, report, fail, progress, began)
 
 
 class _UnwrapContext:
@@ -830,26 +827,14 @@ def _unwrap_stage(
     executor=None,
 ) -> None:
     """Stage b: UV albedo and visibility from every fit without an unwrap file."""
-    from flamekit.texture.executors import LocalExecutor
-
     began = time.perf_counter()
     todo = _pending(
         stems, dirs["unwrap"], _UNWRAP_KEYS, report, "unwrap", failed, source=dirs["fits"]
     )
-    if todo:
-        ctx = _UnwrapContext(dirs, head, config, size, device)
-        _run_batches(
-            "unwrap",
-            _unwrap_batch,
-            todo,
-            batch_size,
-            ctx,
-            executor or LocalExecutor(),
-            report,
-            fail,
-            progress,
-        )
-    report.seconds["unwrap"] = time.perf_counter() - began
+    ctx = _UnwrapContext(dirs, head, config, size, device)
+    _run_stage(
+        "unwrap", _unwrap_batch, todo, batch_size, ctx, executor, report, fail, progress, began
+    )
 
 
 GMCNN_CHECKPOINT = "gmcnn.pt"

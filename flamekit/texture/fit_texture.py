@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flamekit.fitting.config import FitConfig, config_to_dict, load_config
+from flamekit.fitting.config import FitConfig, load_config
 from flamekit.fitting.fitter import GREY_LIGHT, Fitter, uv_coverage
 from flamekit.fitting.outputs import (
     ImageFitOutput,
@@ -36,6 +36,7 @@ from flamekit.fitting.pipeline import (
     FitProgress,
     camera_dict,
     detector_for,
+    fit_metadata,
     load_texture_for,
     prepare_image,
     resolve_device,
@@ -215,13 +216,7 @@ def fit_texture(
         "texture_seconds": texture_seconds,
         "device": str(dev),
     }
-    meta = {
-        "model": head.data_release,
-        "is_flame": head.is_flame,
-        "texture_space": None if space is None else space.source,
-        "device": str(dev),
-        "config": config_to_dict(config),
-    }
+    meta = fit_metadata(head, space, dev, config)
     output = stage.output(head, meta, metrics)
     folder.mkdir(parents=True, exist_ok=True)
     # metrics.json marks a complete folder: gone until write_fit_outputs writes it last.
